@@ -1,0 +1,5 @@
+import sys
+
+from imitlib.cli import main
+
+sys.exit(main())

@@ -1,0 +1,204 @@
+"""Load-if-present / compute-and-save for expensive results, with provenance.
+
+An artifact is a dict of numpy arrays saved as ``data.npz`` (no pickle) beside ``provenance.json``
+(config, imitlib version and git commit, date, scale, compute time, SHA-256 of the data). Its folder
+is ``results/<name>/<scale>-<config hash>/``, so changing any config value computes a new artifact
+instead of silently loading a stale one. Writes are atomic (temporary file, then rename), so an
+interrupted run leaves either the old artifact or none. At ``ci`` scale results are always computed
+(CI must exercise the code, not the cache) and never written into ``results/``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import json
+import os
+import subprocess
+import tempfile
+import time
+import zipfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+RESULTS_ENV = "IMITLIB_RESULTS"
+RECOMPUTE_ENV = "IMITLIB_RECOMPUTE"
+
+
+class ArtifactError(RuntimeError):
+    """A stored artifact is unreadable or does not match its recorded checksum."""
+
+
+@dataclass
+class Artifact:
+    """Arrays plus where they came from."""
+
+    data: dict[str, np.ndarray]
+    provenance: dict[str, Any]
+    path: Path | None
+    loaded: bool  # True when read from disk, False when computed in this process
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        return self.data[key]
+
+    def provenance_markdown(self) -> str:
+        """One paragraph for the book saying where these numbers came from."""
+        p = self.provenance
+        how = "loaded from a stored artifact" if self.loaded else "computed just now"
+        commit = p.get("commit") or "unknown commit"
+        where = f" (`{_display_path(self.path)}`)" if self.path else ""
+        return (
+            f"**Provenance.** `{p['name']}` at scale `{p['scale']}`, {how}{where}: "
+            f"imitlib {p['imitlib_version']} at `{commit}`, created {p['created']}, "
+            f"{p['compute_seconds']:.1f} s to compute, config hash `{p['config_hash']}`."
+        )
+
+
+def _display_path(path: Path) -> str:
+    """Path relative to the repository when it lies inside it, else absolute."""
+    try:
+        return str(path.relative_to(results_root().parent))
+    except ValueError:
+        return str(path)
+
+
+def results_root() -> Path:
+    """Where artifacts live: ``$IMITLIB_RESULTS`` or the repository's ``results/`` folder."""
+    env = os.environ.get(RESULTS_ENV)
+    return Path(env) if env else Path(__file__).resolve().parent.parent / "results"
+
+
+def to_jsonable(obj: Any) -> Any:
+    """Turn configs (dataclasses, tuples, numpy scalars) into canonical JSON values."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {"__type__": type(obj).__name__, **{f.name: to_jsonable(getattr(obj, f.name)) for f in
+                                                      dataclasses.fields(obj)}}
+    if isinstance(obj, Mapping):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if obj is None or isinstance(obj, bool | int | float | str):
+        return obj
+    raise TypeError(f"cannot put {type(obj).__name__} into an artifact config: use dataclasses of plain values")
+
+
+def config_hash(name: str, config: Any, scale: str) -> str:
+    """Stable short hash of everything that determines an artifact's contents."""
+    blob = json.dumps({"name": name, "scale": scale, "config": to_jsonable(config)}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def git_commit() -> str | None:
+    """The repository's HEAD commit (with ``-dirty`` if the tree has changes), or None outside git."""
+    here = Path(__file__).resolve().parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=here, capture_output=True,
+                             text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return sha + ("-dirty" if dirty else "")
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def atomic_write_bytes(path: Path, write: Callable[[Any], None]) -> None:
+    """Write through a temporary file in the same folder, then rename: readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save(folder: Path, data: Mapping[str, np.ndarray], provenance: dict[str, Any]) -> None:
+    """Store arrays and provenance atomically; the checksum ties the two together."""
+    arrays = {k: np.asarray(v) for k, v in data.items()}
+    bad = [k for k, v in arrays.items() if v.dtype == object]
+    if bad:
+        raise TypeError(f"artifact arrays must not be object arrays (no pickle): {bad}")
+    atomic_write_bytes(folder / "data.npz", lambda f: np.savez_compressed(f, **arrays))
+    provenance = {**provenance, "sha256": _sha256(folder / "data.npz")}
+    text = json.dumps(provenance, indent=2, sort_keys=True).encode()
+    atomic_write_bytes(folder / "provenance.json", lambda f: f.write(text))
+
+
+def load(folder: Path) -> Artifact:
+    """Read an artifact, refusing one whose data is truncated, corrupted or does not match provenance."""
+    data_path, prov_path = folder / "data.npz", folder / "provenance.json"
+    fix = f"delete {folder} to recompute it"
+    try:
+        provenance = json.loads(prov_path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ArtifactError(f"{prov_path}: unreadable provenance ({err}); {fix}") from err
+    if not data_path.exists():
+        raise ArtifactError(f"{data_path}: missing although {prov_path.name} exists; {fix}")
+    digest = _sha256(data_path)
+    if digest != provenance.get("sha256"):
+        raise ArtifactError(
+            f"{data_path}: checksum {digest[:12]} does not match the recorded "
+            f"{str(provenance.get('sha256'))[:12]} (file truncated or corrupted); {fix}"
+        )
+    try:
+        with np.load(data_path, allow_pickle=False) as z:
+            data = {k: z[k] for k in z.files}
+    except (OSError, ValueError, zipfile.BadZipFile) as err:
+        raise ArtifactError(f"{data_path}: not a readable .npz ({err}); {fix}") from err
+    return Artifact(data=data, provenance=provenance, path=folder, loaded=True)
+
+
+def cached(
+    name: str,
+    config: Any,
+    compute: Callable[[], Mapping[str, np.ndarray]],
+    *,
+    scale: str,
+    root: Path | None = None,
+) -> Artifact:
+    """Return the stored artifact for (name, config, scale) if present, else compute it and store it."""
+    from imitlib import __version__
+
+    key = config_hash(name, config, scale)
+    folder = (root or results_root()) / name / f"{scale}-{key}"
+    always = scale == "ci" or os.environ.get(RECOMPUTE_ENV, "") not in ("", "0")
+    if not always and (folder / "provenance.json").exists():
+        return load(folder)
+    start = time.perf_counter()
+    data = {k: np.asarray(v) for k, v in compute().items()}
+    provenance = {
+        "name": name,
+        "scale": scale,
+        "config": to_jsonable(config),
+        "config_hash": key,
+        "imitlib_version": __version__,
+        "commit": git_commit(),
+        "created": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "compute_seconds": time.perf_counter() - start,
+    }
+    if scale == "ci":
+        return Artifact(data=data, provenance=provenance, path=None, loaded=False)
+    save(folder, data, provenance)
+    return Artifact(data=data, provenance={**provenance, "sha256": _sha256(folder / "data.npz")},
+                    path=folder, loaded=False)

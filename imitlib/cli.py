@@ -1,0 +1,58 @@
+"""``python -m imitlib …``: run any chapter's pipeline headless and store its artifact.
+
+    python -m imitlib tabular --scale lab       # chapter 1: Q-learning on Dark Room
+    python -m imitlib scales                    # what each scale sets
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+
+from imitlib import artifacts, experiments
+from imitlib.scale import PRESETS, UnknownScaleError, get_scale
+
+
+def cmd_tabular(args: argparse.Namespace) -> int:
+    """Chapter 1's experiment: learning curves and the goal switch, every learner and seed."""
+    scale = get_scale(args.scale)
+    exp = experiments.tabular_experiment(scale, seed=args.seed)
+    art = artifacts.cached("ch01_tabular", exp, lambda: experiments.run_tabular_experiment(exp, progress=True),
+                           scale=scale.name)
+    n = exp.switch_episodes
+    print(art.provenance_markdown().replace("**", ""))
+    for (name, _), learn, switch in zip(exp.learners, art["learn_greedy"], art["switch_returns"], strict=True):
+        print(f"{name}: greedy return at the end {learn[:, -1].mean():.2f} (optimal {float(art['optimal']):.2f}); "
+              f"goal switch: {switch[:, n - 20:n].mean():.2f} before -> {switch[:, n:n + 10].mean():.2f} "
+              f"just after -> {switch[:, -20:].mean():.2f} at the end")
+    return 0
+
+
+def cmd_scales(args: argparse.Namespace) -> int:
+    """Print every preset as JSON."""
+    print(json.dumps({k: dataclasses.asdict(v) for k, v in PRESETS.items()}, indent=2))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m imitlib", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("tabular", help="chapter 1: tabular Q-learning on Dark Room")
+    p.add_argument("--scale", default=None, help="ci, lab or full (default: $IMITLIB_SCALE or lab)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(fn=cmd_tabular)
+    p = sub.add_parser("scales", help="print the scale presets")
+    p.set_defaults(fn=cmd_scales)
+    args = parser.parse_args(argv)
+    try:
+        return args.fn(args)
+    except UnknownScaleError as err:
+        parser.error(str(err))
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

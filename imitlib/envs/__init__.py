@@ -1,0 +1,35 @@
+"""Environments: Dark Room (gymnasium, registered as ``imitlib/DarkRoom-v0``)."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+
+from imitlib.envs.darkroom import (
+    ACTIONS,
+    HORIZON,
+    SIZE,
+    DarkRoom,
+    goal_cell,
+    optimal_return,
+    random_policy_return,
+    start_cell,
+    transition_table,
+)
+
+DARKROOM_ID = "imitlib/DarkRoom-v0"
+
+if DARKROOM_ID not in gym.registry:
+    gym.register(id=DARKROOM_ID, entry_point="imitlib.envs.darkroom:DarkRoom")
+
+__all__ = [
+    "ACTIONS",
+    "DARKROOM_ID",
+    "HORIZON",
+    "SIZE",
+    "DarkRoom",
+    "goal_cell",
+    "optimal_return",
+    "random_policy_return",
+    "start_cell",
+    "transition_table",
+]

@@ -1,0 +1,147 @@
+"""One house style for every figure: vector output, labelled axes, means with 95% CI bands.
+
+Roles have fixed colours across the whole book (the teacher is always the same blue, random always
+grey), so a reader can compare figures from different chapters at a glance.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib as mpl
+import matplotlib.pyplot as plt
+import numpy as np
+
+from imitlib.stats import bootstrap_ci
+
+COLORS = {
+    "teacher": "#1f5fa8",
+    "learner": "#1f5fa8",
+    "alt": "#d9822b",
+    "student": "#c0392b",
+    "ed": "#8e44ad",
+    "ad": "#c0392b",
+    "random": "#7f7f7f",
+    "optimal": "#2e8b57",
+    "event": "#444444",
+}
+
+STYLE = {
+    "figure.figsize": (6.4, 3.6),
+    "figure.dpi": 100,
+    "savefig.dpi": 200,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": True,
+    "grid.alpha": 0.25,
+    "axes.titlesize": 11,
+    "axes.labelsize": 10,
+    "legend.fontsize": 9,
+    "legend.frameon": False,
+    "font.size": 10,
+    "svg.fonttype": "path",
+    "figure.constrained_layout.use": True,
+}
+
+CYCLE = ("learner", "alt", "student", "ed")
+
+
+def use_style(fmt: str = "svg") -> None:
+    """Apply the house style; in a notebook also choose vector (``svg``) or ``retina`` PNG output."""
+    mpl.rcParams.update(STYLE)
+    try:
+        from IPython import get_ipython
+        from matplotlib_inline.backend_inline import set_matplotlib_formats
+    except ImportError:
+        return
+    if get_ipython() is not None:
+        set_matplotlib_formats(fmt)
+
+
+def curve_with_ci(
+    ax: plt.Axes,
+    samples: np.ndarray,
+    *,
+    x: np.ndarray | None = None,
+    label: str,
+    color: str,
+    smooth: int = 1,
+    linestyle: str = "-",
+) -> None:
+    """Mean across seeds (axis 0) with its 95% bootstrap band; ``smooth`` averages over a window first."""
+    y = np.asarray(samples, dtype=float)
+    xs = np.arange(y.shape[1]) if x is None else np.asarray(x)
+    if smooth > 1:  # a point stands at the end of its window, so nothing is drawn before it happened
+        kernel = np.ones(smooth) / smooth
+        y = np.stack([np.convolve(row, kernel, mode="valid") for row in y])
+        xs = xs[smooth - 1:]
+    ci = bootstrap_ci(y)
+    ax.plot(xs, ci.estimate, color=color, label=f"{label} (n={y.shape[0]})", linestyle=linestyle, lw=1.6)
+    ax.fill_between(xs, ci.low, ci.high, color=color, alpha=0.2, lw=0)
+
+
+def curves_with_ci(
+    ax: plt.Axes, curves: dict[str, np.ndarray], *, smooth: int = 1, linestyle: str = "-", suffix: str = ""
+) -> None:
+    """Several named (seeds, T) sample arrays, one colour each in the house order."""
+    for (name, samples), role in zip(curves.items(), CYCLE, strict=False):
+        curve_with_ci(ax, samples, label=name + suffix, color=COLORS[role], smooth=smooth, linestyle=linestyle)
+
+
+def reference_line(ax: plt.Axes, y: float, *, label: str, role: str = "optimal") -> None:
+    """A horizontal reference (optimal return, random policy, a paper's number)."""
+    style = "--" if role == "optimal" else ":"
+    ax.axhline(y, color=COLORS.get(role, COLORS["event"]), linestyle=style, lw=1.2, label=label)
+
+
+def event_line(ax: plt.Axes, x: float, *, label: str) -> None:
+    """A vertical marker for something that happened during training (the goal moved)."""
+    ax.axvline(x, color=COLORS["event"], linestyle="-.", lw=1.0, label=label)
+
+
+def label(ax: plt.Axes, xlabel: str, ylabel: str, title: str | None = None, legend: bool = True) -> None:
+    """Every axis gets words, never bare numbers."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    if legend:
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2)
+
+
+def grid_heatmaps(
+    grids: Sequence[np.ndarray],
+    titles: Sequence[str],
+    *,
+    marks: Sequence[dict[str, tuple[int, int]]] | None = None,
+    cmap: str = "viridis",
+    vmin: float | None = None,
+    vmax: float | None = None,
+    cbar_label: str = "value",
+    paths: Sequence[np.ndarray] | None = None,
+) -> plt.Figure:
+    """A row of square heatmaps on a shared colour scale, with optional marked cells and paths."""
+    n = len(grids)
+    fig, axes = plt.subplots(1, n, figsize=(2.1 * n + 0.8, 2.5), squeeze=False, layout="constrained")
+    lo = min(float(np.min(g)) for g in grids) if vmin is None else vmin
+    hi = max(float(np.max(g)) for g in grids) if vmax is None else vmax
+    im = None
+    for i, (ax, grid, title) in enumerate(zip(axes[0], grids, titles, strict=True)):
+        im = ax.imshow(grid, cmap=cmap, vmin=lo, vmax=hi)
+        ax.set_title(title, fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.grid(False)
+        if paths is not None and len(paths[i]):
+            rows, cols = np.divmod(np.asarray(paths[i]), grid.shape[1])
+            ax.plot(cols, rows, color="white", lw=1.2, alpha=0.9)
+        for name, (r, c) in (marks[i] if marks else {}).items():
+            marker = {"goal": "*", "start": "o", "old goal": "x"}.get(name, "s")
+            ax.plot(c, r, marker=marker, color="white" if name != "goal" else "#ff4d4d", ms=9,
+                    mec="black", mew=0.6, label=name, linestyle="none")
+    fig.colorbar(im, ax=axes[0].tolist(), shrink=0.85, label=cbar_label)
+    if marks:
+        handles, names = axes[0][0].get_legend_handles_labels()
+        if handles:
+            fig.legend(handles, names, loc="outside lower center", ncol=len(names), fontsize=8)
+    return fig

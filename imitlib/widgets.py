@@ -1,0 +1,53 @@
+"""ipywidgets explorers for the notebooks. Each has a static figure beside it in the rendered book,
+because a static HTML page cannot run a Python kernel behind a slider."""
+
+from __future__ import annotations
+
+import ipywidgets as widgets
+import matplotlib.pyplot as plt
+import numpy as np
+
+from imitlib.plots import COLORS
+
+
+def draw_snapshot(
+    ax_map: plt.Axes, ax_curve: plt.Axes, value: np.ndarray, path: np.ndarray, goal: int, episode: int,
+    returns: np.ndarray, *, size: int, vmax: float,
+) -> None:
+    """One frame of the training explorer: value map + greedy path, and where we are on the curve."""
+    rows, cols = np.divmod(path, size)
+    ax_map.imshow(value.reshape(size, size), cmap="viridis", vmin=0, vmax=vmax)
+    ax_map.plot(cols, rows, color="white", lw=1.5)
+    ax_map.plot(goal % size, goal // size, marker="*", color="#ff4d4d", ms=12, mec="black")
+    ax_map.set_title(f"max_a Q after {episode} episodes", fontsize=9)
+    ax_map.set_xticks([])
+    ax_map.set_yticks([])
+    ax_map.grid(False)
+    ax_curve.plot(returns, color=COLORS["learner"], lw=0.8, alpha=0.6)
+    ax_curve.axvline(episode, color=COLORS["event"], lw=1.2)
+    ax_curve.set_xlabel("episode")
+    ax_curve.set_ylabel("return (behaviour)")
+
+
+def training_explorer(
+    at: np.ndarray, values: np.ndarray, paths: np.ndarray, goals: np.ndarray, returns: np.ndarray,
+    *, size: int = 9,
+) -> widgets.Widget:
+    """Slider over training snapshots of one Q-learner: its value map, greedy path, and return curve."""
+    out = widgets.Output()
+    slider = widgets.IntSlider(value=0, min=0, max=len(at) - 1, description="snapshot",
+                               continuous_update=False)
+    vmax = float(values.max())
+
+    def show(change: dict | None = None) -> None:
+        i = slider.value
+        with out:
+            out.clear_output(wait=True)
+            _, (a, b) = plt.subplots(1, 2, figsize=(8, 3.2), layout="constrained",
+                                       gridspec_kw={"width_ratios": [1, 1.6]})
+            draw_snapshot(a, b, values[i], paths[i], int(goals[i]), int(at[i]), returns, size=size, vmax=vmax)
+            plt.show()
+
+    slider.observe(show, names="value")
+    show()
+    return widgets.VBox([slider, out])

@@ -1,0 +1,22 @@
+import json
+
+import pytest
+
+from imitlib.cli import main
+
+
+def test_scales(capsys):
+    assert main(["scales"]) == 0
+    assert set(json.loads(capsys.readouterr().out)) == {"ci", "lab", "full"}
+
+
+def test_tabular_at_ci_scale(capsys):
+    assert main(["tabular", "--scale", "ci"]) == 0
+    out = capsys.readouterr().out
+    assert "computed just now" in out and "goal switch" in out
+
+
+def test_unknown_scale_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["tabular", "--scale", "galactic"])
+    assert exc.value.code == 2 and "valid scales are ci, lab, full" in capsys.readouterr().err

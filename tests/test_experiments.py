@@ -1,0 +1,52 @@
+import numpy as np
+
+from imitlib import experiments
+from imitlib.experiments import (
+    TabularExperiment,
+    episodes_to_reach,
+    experiment_goals,
+    mirrored_goal,
+    reach_summary,
+    run_tabular_experiment,
+)
+from imitlib.scale import get_scale
+
+
+def test_mirrored_goal():
+    assert mirrored_goal(0) == 80 and mirrored_goal(80) == 0 and mirrored_goal(40) == 40
+    assert mirrored_goal(1 * 9 + 7) == 7 * 9 + 1
+
+
+def test_goals_exclude_the_centre_and_are_fixed_by_seed():
+    exp = TabularExperiment(seeds=2, goals=81, episodes=5, switch_episodes=5)
+    goals = experiment_goals(exp)
+    assert 40 not in goals and len(goals) == 80
+    small = TabularExperiment(seeds=2, goals=6, episodes=5, switch_episodes=5)
+    np.testing.assert_array_equal(experiment_goals(small), experiment_goals(small))
+
+
+def test_episodes_to_reach():
+    curves = np.array([[0, 0, 5, 5, 5, 5], [0, 0, 0, 0, 0, 0]], dtype=float)
+    got = episodes_to_reach(curves, 5.0, window=2)
+    assert got[0] == 3 and np.isnan(got[1])
+    assert "1 of 2 seeds" in reach_summary(got) and "never" in reach_summary(got[1:])
+
+
+def test_pipeline_shapes_and_story_at_ci_scale():
+    exp = experiments.tabular_experiment(get_scale("ci"))
+    out = run_tabular_experiment(exp)
+    n_learners = len(exp.learners)
+    assert out["learn_returns"].shape == (n_learners, exp.seeds, exp.episodes)
+    assert out["switch_greedy"].shape == (n_learners, exp.seeds, 2 * exp.switch_episodes)
+    n = exp.switch_episodes
+    before, after = out["switch_returns"][:, :, n - 10:n].mean(), out["switch_returns"][:, :, n:n + 3].mean()
+    assert before > 10 > after, "learners converge, then collapse when the goal moves"
+    assert out["showcase_values"].shape[1] == 81 and out["showcase_paths"].shape[1] == 21
+    assert out["showcase_at"][0] == 0 and out["showcase_at"][-1] == 2 * n
+
+
+def test_showcase_matches_the_batched_run_of_the_same_seed():
+    """The single-run showcase reuses the batched code, so one run alone equals itself in a batch."""
+    exp = TabularExperiment(seeds=2, goals=3, episodes=20, switch_episodes=15, showcase_snapshots=5)
+    a, b = experiments.showcase_run(exp), experiments.showcase_run(exp)
+    np.testing.assert_array_equal(a["showcase_values"], b["showcase_values"])

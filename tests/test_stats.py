@@ -1,0 +1,41 @@
+import numpy as np
+import pytest
+
+from imitlib.stats import bootstrap_ci, iqm
+
+
+def test_iqm_ignores_the_tails():
+    assert iqm(np.array([0.0, 1, 1, 1, 1, 1, 1, 100])) == pytest.approx(1.0)
+
+
+def test_ci_contains_the_mean_and_shrinks_with_more_seeds():
+    rng = np.random.default_rng(0)
+    small, big = rng.normal(5, 1, 5), rng.normal(5, 1, 200)
+    a, b = bootstrap_ci(small), bootstrap_ci(big)
+    assert a.low < a.estimate < a.high and b.low < 5 < b.high
+    assert (b.high - b.low) < (a.high - a.low)
+
+
+def test_ci_covers_the_true_mean_about_95_percent_of_the_time():
+    rng = np.random.default_rng(1)
+    samples = rng.normal(0, 1, (30, 400))  # 400 independent experiments of 30 seeds, in one call
+    ci = bootstrap_ci(samples)
+    coverage = np.mean((ci.low <= 0) & (0 <= ci.high))
+    assert 0.88 < coverage < 0.99
+
+
+def test_curves_and_constant_columns():
+    x = np.array([[1.0, 2.0, 3.0], [1.0, 4.0, 5.0], [1.0, 3.0, 4.0]])
+    ci = bootstrap_ci(x)
+    assert ci.estimate.shape == (3,)
+    assert ci.low[0] == ci.high[0] == 1.0, "identical seeds give a zero-width interval, not NaN"
+    assert ci.low[1] < 3.0 < ci.high[1]
+
+
+def test_errors():
+    with pytest.raises(ValueError, match="at least 2 seeds"):
+        bootstrap_ci(np.array([1.0]))
+    with pytest.raises(ValueError, match="NaN"):
+        bootstrap_ci(np.array([1.0, np.nan]))
+    with pytest.raises(ValueError, match="statistic"):
+        bootstrap_ci(np.array([1.0, 2.0]), statistic="median")

@@ -1,0 +1,92 @@
+import numpy as np
+import pytest
+
+from imitlib.envs import optimal_return
+from imitlib.tabular import QLearningConfig, greedy_returns, q_learning, q_learning_loop
+
+
+def test_batched_equals_loop_for_the_same_seeds():
+    cfg = QLearningConfig(q_init=1.0, eps_decay_episodes=10)
+    goals, seeds = np.array([0, 13, 40, 80, 44]), np.arange(5)
+    batched = q_learning(cfg, goals, seeds, 25)
+    loop = q_learning_loop(cfg, goals, seeds, 25)
+    np.testing.assert_array_equal(batched.returns, loop.returns)
+    np.testing.assert_array_equal(batched.q, loop.q)
+    np.testing.assert_array_equal(batched.update_size, loop.update_size)
+
+
+def test_batched_equals_loop_when_the_goal_moves():
+    cfg = QLearningConfig()
+    plan = np.array([[3, 70]] * 6 + [[77, 10]] * 6)
+    batched = q_learning(cfg, plan, [(1, 2), (3, 4)], 12)
+    loop = q_learning_loop(cfg, plan, [(1, 2), (3, 4)], 12)
+    np.testing.assert_array_equal(batched.q, loop.q)
+
+
+def test_a_run_does_not_depend_on_its_batch():
+    cfg = QLearningConfig()
+    alone = q_learning(cfg, [17], [(0, 17)], 30)
+    batch = q_learning(cfg, [5, 17, 60], [(0, 5), (0, 17), (0, 60)], 30)
+    np.testing.assert_array_equal(alone.q[0], batch.q[1])
+
+
+def test_same_seed_same_numbers_different_seed_different_numbers():
+    cfg = QLearningConfig()
+    a = q_learning(cfg, [10, 10], [1, 2], 40)
+    b = q_learning(cfg, [10, 10], [1, 2], 40)
+    np.testing.assert_array_equal(a.returns, b.returns)
+    assert not np.array_equal(a.returns[:, 0], a.returns[:, 1])
+
+
+def test_reaches_optimal_return_on_a_small_room():
+    cfg = QLearningConfig(size=5, horizon=12, eps_decay_episodes=60)
+    goals = np.arange(25)
+    res = q_learning(cfg, goals, np.arange(25), 300, evaluate_greedy=True)
+    best = np.array([optimal_return(int(g), size=5, horizon=12) for g in goals])
+    np.testing.assert_array_equal(res.greedy_returns[-1], best)
+    assert res.returns[-20:].mean() > 0.85 * best.mean(), "behaviour near optimal once epsilon is small"
+    assert res.returns[:5].mean() < 0.3 * best.mean(), "and it had to learn: early episodes are poor"
+
+
+def test_greedy_return_of_a_hand_made_table():
+    q = np.zeros((1, 81, 5))
+    q[0, :, 2] = 1.0  # always "down": from the centre, reach row 8 after 4 steps and stay
+    assert greedy_returns(q, np.array([8 * 9 + 4]))[0] == 17
+    assert greedy_returns(q, np.array([0]))[0] == 0
+
+
+def test_snapshots_and_hook():
+    seen = []
+    res = q_learning(QLearningConfig(), [3], [0], 10, snapshot_at=(0, 5, 10), on_episode=seen.append)
+    assert sorted(res.snapshots) == [0, 5, 10]
+    assert np.all(res.snapshots[0] == 0) and np.array_equal(res.snapshots[10], res.q)
+    assert [b.episode for b in seen] == list(range(10))
+    assert seen[0].observations.shape == (1, 20) and seen[0].observations[0, 0] == 40
+    np.testing.assert_array_equal([b.rewards.sum() for b in seen], res.returns[:, 0])
+
+
+def test_epsilon_schedule():
+    cfg = QLearningConfig(eps_start=1.0, eps_end=0.1, eps_decay_episodes=10)
+    assert cfg.epsilon(0) == 1.0 and cfg.epsilon(10) == pytest.approx(0.1) and cfg.epsilon(500) == pytest.approx(0.1)
+    assert cfg.epsilon(5) == pytest.approx(0.55)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"alpha": 0.0}, "alpha"), ({"gamma": 1.0}, "gamma"), ({"eps_end": 1.5}, "eps_end"),
+    ({"eps_decay_episodes": -1}, "eps_decay_episodes"),
+])
+def test_bad_config_is_refused(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        QLearningConfig(**kwargs)
+
+
+def test_bad_goals_and_seeds_are_refused():
+    cfg = QLearningConfig()
+    with pytest.raises(ValueError, match=r"0\.\.80"):
+        q_learning(cfg, [81], [0], 3)
+    with pytest.raises(ValueError, match="one seed per run"):
+        q_learning_loop(cfg, [1, 2], [0], 3)
+    with pytest.raises(ValueError, match="shape"):
+        q_learning(cfg, np.zeros((2, 1), int), [0], 3)
+    with pytest.raises(ValueError, match="snapshot_at"):
+        q_learning(cfg, [1], [0], 3, snapshot_at=(4,))

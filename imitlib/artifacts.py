@@ -6,6 +6,10 @@ is ``results/<name>/<scale>-<config hash>/``, so changing any config value compu
 instead of silently loading a stale one. Writes are atomic (temporary file, then rename), so an
 interrupted run leaves either the old artifact or none. At ``ci`` scale results are always computed
 (CI must exercise the code, not the cache) and never written into ``results/``.
+
+The config hash cannot see code changes, so the provenance also records a hash of the source of the modules
+the pipeline names (``code=``). Loading an artifact whose code has changed since still works (recomputing a
+day of training for an edited comment would be wrong), but warns, and the book's provenance line says so.
 """
 
 from __future__ import annotations
@@ -13,15 +17,18 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import hashlib
+import inspect
 import json
 import os
 import subprocess
 import tempfile
 import time
+import warnings
 import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -34,6 +41,10 @@ class ArtifactError(RuntimeError):
     """A stored artifact is unreadable or does not match its recorded checksum."""
 
 
+class StaleArtifactWarning(UserWarning):
+    """A stored artifact was computed by a different version of the code that produces it."""
+
+
 @dataclass
 class Artifact:
     """Arrays plus where they came from."""
@@ -42,6 +53,7 @@ class Artifact:
     provenance: dict[str, Any]
     path: Path | None
     loaded: bool  # True when read from disk, False when computed in this process
+    stale: bool = False  # loaded, but the producing code has changed since
 
     def __getitem__(self, key: str) -> np.ndarray:
         return self.data[key]
@@ -52,10 +64,12 @@ class Artifact:
         how = "loaded from a stored artifact" if self.loaded else "computed just now"
         commit = p.get("commit") or "unknown commit"
         where = f" (`{_display_path(self.path)}`)" if self.path else ""
+        stale = (" **The code that produces it has changed since; rerun with `IMITLIB_RECOMPUTE=1` to refresh "
+                 "it.**" if self.stale else "")
         return (
             f"**Provenance.** `{p['name']}` at scale `{p['scale']}`, {how}{where}: "
             f"imitlib {p['imitlib_version']} at `{commit}`, created {p['created']}, "
-            f"{p['compute_seconds']:.1f} s to compute, config hash `{p['config_hash']}`."
+            f"{p['compute_seconds']:.1f} s to compute, config hash `{p['config_hash']}`.{stale}"
         )
 
 
@@ -108,6 +122,15 @@ def git_commit() -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return sha + ("-dirty" if dirty else "")
+
+
+def code_hash(modules: Sequence[ModuleType]) -> str:
+    """Short hash of the source text of the modules that compute an artifact."""
+    h = hashlib.sha256()
+    for module in modules:
+        h.update(module.__name__.encode())
+        h.update(inspect.getsource(module).encode())
+    return h.hexdigest()[:12]
 
 
 def _sha256(path: Path) -> str:
@@ -176,16 +199,27 @@ def cached(
     compute: Callable[[], Mapping[str, np.ndarray]],
     *,
     scale: str,
+    code: Sequence[ModuleType] = (),
     root: Path | None = None,
 ) -> Artifact:
-    """Return the stored artifact for (name, config, scale) if present, else compute it and store it."""
+    """Return the stored artifact for (name, config, scale) if present, else compute it and store it.
+
+    ``code`` names the modules whose source produces the artifact; a stored artifact made by other source
+    is still loaded, with a :class:`StaleArtifactWarning`.
+    """
     from imitlib import __version__
 
     key = config_hash(name, config, scale)
     folder = (root or results_root()) / name / f"{scale}-{key}"
+    source = code_hash(code)
     always = scale == "ci" or os.environ.get(RECOMPUTE_ENV, "") not in ("", "0")
     if not always and (folder / "provenance.json").exists():
-        return load(folder)
+        art = load(folder)
+        if art.provenance.get("code_hash") != source:
+            art.stale = True
+            warnings.warn(f"{folder}: computed by different code (code hash {art.provenance.get('code_hash')} "
+                          f"now {source}); set {RECOMPUTE_ENV}=1 to recompute", StaleArtifactWarning, stacklevel=2)
+        return art
     start = time.perf_counter()
     data = {k: np.asarray(v) for k, v in compute().items()}
     provenance = {
@@ -193,6 +227,7 @@ def cached(
         "scale": scale,
         "config": to_jsonable(config),
         "config_hash": key,
+        "code_hash": source,
         "imitlib_version": __version__,
         "commit": git_commit(),
         "created": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),

@@ -11,7 +11,7 @@ import dataclasses
 import json
 import sys
 
-from imitlib import artifacts, experiments
+from imitlib import experiments
 from imitlib.scale import PRESETS, UnknownScaleError, get_scale
 
 
@@ -19,8 +19,7 @@ def cmd_tabular(args: argparse.Namespace) -> int:
     """Chapter 1's experiment: learning curves and the goal switch, every learner and seed."""
     scale = get_scale(args.scale)
     exp = experiments.tabular_experiment(scale, seed=args.seed)
-    art = artifacts.cached("ch01_tabular", exp, lambda: experiments.run_tabular_experiment(exp, progress=True),
-                           scale=scale.name)
+    art = experiments.tabular_artifact(exp, scale)
     n = exp.switch_episodes
     print(art.provenance_markdown().replace("**", ""))
     for (name, _), learn, switch in zip(exp.learners, art["learn_greedy"], art["switch_returns"], strict=True):

@@ -1,16 +1,20 @@
 """Each chapter's pipeline as one named function, called by both the notebook and the CLI.
 
-A pipeline takes a frozen config (built from the scale by a ``*_config`` function), returns a dict of
-numpy arrays, and is wrapped in :func:`imitlib.artifacts.cached` by its caller, so an expensive result is
-computed once, stored with provenance, and loaded by the book afterwards.
+A pipeline takes a frozen config (built from the scale by a function named after the experiment) and returns a
+dict of numpy arrays; its ``*_artifact`` function wraps it in :func:`imitlib.artifacts.cached`, so an expensive
+result is computed once, stored with provenance, and loaded by the book afterwards.
 """
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 import numpy as np
 
+import imitlib.envs.darkroom
+import imitlib.tabular
+from imitlib import artifacts
 from imitlib.envs.darkroom import HORIZON, SIZE, optimal_return, random_policy_return
 from imitlib.scale import Scale
 from imitlib.tabular import QLearningConfig, q_learning
@@ -100,14 +104,24 @@ def run_tabular_experiment(exp: TabularExperiment, progress: bool = False) -> di
     return out
 
 
+def tabular_artifact(exp: TabularExperiment, scale: Scale, progress: bool = True) -> artifacts.Artifact:
+    """Chapter 1's results: stored ones if present (``lab``/``full``), else computed and stored."""
+    return artifacts.cached(
+        "ch01_tabular", exp, lambda: run_tabular_experiment(exp, progress=progress), scale=scale.name,
+        code=(sys.modules[__name__], imitlib.tabular, imitlib.envs.darkroom),
+    )
+
+
 def showcase_run(exp: TabularExperiment) -> dict[str, np.ndarray]:
     """One learner, one seed, one goal, moved half-way: value maps and greedy paths to scrub through."""
     _, cfg = exp.learners[exp.showcase_learner]
     goal = exp.showcase_goal[0] * SIZE + exp.showcase_goal[1]
     n = 2 * exp.switch_episodes
     plan = np.array([goal] * exp.switch_episodes + [mirrored_goal(goal)] * exp.switch_episodes)[:, None]
-    at = np.unique(np.linspace(0, n, exp.showcase_snapshots + 1).astype(int))
-    at = np.unique(np.concatenate([at, [exp.switch_episodes]]))
+    half = exp.switch_episodes
+    # evenly spaced for the slider, plus log-spaced points after the start and after the move, where it changes fast
+    early = np.geomspace(1, half, exp.showcase_snapshots // 4)
+    at = np.unique(np.concatenate([np.linspace(0, n, exp.showcase_snapshots + 1), early, half + early]).astype(int))
     res = q_learning(cfg, plan, [(exp.seed, 0, goal, 2)], n, snapshot_at=tuple(at), evaluate_greedy=True)
     values = np.stack([res.snapshots[e][0].max(1) for e in at])  # (snapshots, cells)
     paths = np.stack([greedy_path(res.snapshots[e][0]) for e in at])
@@ -130,6 +144,11 @@ def greedy_path(q: np.ndarray, size: int = SIZE, horizon: int = HORIZON) -> np.n
     for _ in range(horizon):
         cells.append(int(nxt[cells[-1], int(q[cells[-1]].argmax())]))
     return np.array(cells)
+
+
+def by_learner(exp: TabularExperiment, array: np.ndarray) -> dict[str, np.ndarray]:
+    """Label a ``(learners, ...)`` result array with the learners' names, for plotting."""
+    return dict(zip((name for name, _ in exp.learners), array, strict=True))
 
 
 def episodes_to_reach(curves: np.ndarray, level: float, window: int = 10) -> np.ndarray:

@@ -4,8 +4,8 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from imitlib import artifacts
-from imitlib.artifacts import ArtifactError, cached, config_hash
+from imitlib import artifacts, stats
+from imitlib.artifacts import ArtifactError, StaleArtifactWarning, cached, config_hash
 
 
 @dataclass(frozen=True)
@@ -103,3 +103,13 @@ def test_object_arrays_and_odd_configs_are_refused(tmp_path):
         cached("demo", Cfg(), lambda: {"x": np.array([{}, 1], dtype=object)}, scale="lab", root=tmp_path)
     with pytest.raises(TypeError, match="artifact config"):
         config_hash("demo", {"f": object()}, "lab")
+
+
+def test_changed_code_loads_with_a_warning(tmp_path):
+    compute, calls = make()
+    cached("demo", Cfg(), compute, scale="lab", code=(artifacts,), root=tmp_path)
+    fresh = cached("demo", Cfg(), compute, scale="lab", code=(artifacts,), root=tmp_path)
+    assert not fresh.stale
+    with pytest.warns(StaleArtifactWarning, match="IMITLIB_RECOMPUTE"):
+        old = cached("demo", Cfg(), compute, scale="lab", code=(artifacts, stats), root=tmp_path)
+    assert old.stale and len(calls) == 1 and "has changed since" in old.provenance_markdown()

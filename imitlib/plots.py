@@ -145,3 +145,20 @@ def grid_heatmaps(
         if handles:
             fig.legend(handles, names, loc="outside lower center", ncol=len(names), fontsize=8)
     return fig
+
+
+def value_maps(
+    at: np.ndarray,
+    values: np.ndarray,
+    paths: np.ndarray,
+    *,
+    episodes: Sequence[int],
+    marks: dict[str, tuple[int, int]],
+    size: int = 9,
+) -> plt.Figure:
+    """Dark Room value maps (max_a Q per cell) with greedy paths, at the stored snapshots nearest ``episodes``."""
+    pick = [int(np.argmin(np.abs(np.asarray(at) - e))) for e in episodes]
+    return grid_heatmaps(
+        [values[i].reshape(size, size) for i in pick], [f"after {at[i]} episodes" for i in pick],
+        marks=[marks] * len(pick), paths=[paths[i] for i in pick], cbar_label="max_a Q",
+    )

@@ -1,0 +1,27 @@
+"""The static half of the browser check (links and anchors) must catch what it claims to catch."""
+
+import importlib.util
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+spec = importlib.util.spec_from_file_location("browser_check", ROOT / "scripts" / "browser_check.py")
+browser_check = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(browser_check)
+
+
+def test_broken_links_and_anchors_are_reported(tmp_path):
+    (tmp_path / "a.html").write_text(
+        '<a href="b.html#there">ok</a><a href="b.html#nowhere">bad anchor</a><a href="missing.html">bad</a>'
+        '<link href="style.css?v=1"><a href="https://example.org/x">external</a><a href="#top" id="top">self</a>'
+    )
+    (tmp_path / "b.html").write_text('<h1 id="there">B</h1>')
+    (tmp_path / "style.css").write_text("")
+    problems = browser_check.broken_links(tmp_path, tmp_path / "a.html")
+    assert len(problems) == 2
+    assert any("missing.html" in p for p in problems) and any("#nowhere" in p for p in problems)
+
+
+def test_colab_url_comes_from_config():
+    url = browser_check.expected_colab("chapters/01_tabular_q_learning.ipynb")
+    assert url.startswith("https://colab.research.google.com/github/") and url.endswith(
+        "/blob/main/chapters/01_tabular_q_learning.ipynb")

@@ -11,6 +11,8 @@ import dataclasses
 import json
 import sys
 
+import numpy as np
+
 from imitlib import experiments
 from imitlib.scale import PRESETS, UnknownScaleError, get_scale
 
@@ -29,6 +31,21 @@ def cmd_tabular(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_teacher(args: argparse.Namespace) -> int:
+    """Chapter 2's DQN teachers: train headless (resumable), store the artifact, print a summary."""
+    scale = get_scale(args.scale)
+    exp = experiments.teacher_experiment(scale, env_id=args.env, seed=args.seed)
+    print(f"training {len(exp.seeds)} seed(s) of DQN on {exp.dqn.env_id} for {exp.dqn.steps:,} steps each")
+    art = experiments.teacher_artifact(exp, scale)
+    print(art.provenance_markdown().replace("**", ""))
+    final = art["eval_means"][:, -1]
+    secs = float(art["wall_seconds"])
+    print(f"final evaluation return per seed: {np.round(final, 2).tolist()} (mean {final.mean():.2f}); "
+          f"{int(art['env_steps']):,} steps per seed in {secs / 60:.1f} min "
+          f"({int(art['env_steps']) * len(exp.seeds) / max(secs, 1e-9):,.0f} env-steps/s over all seeds)")
+    return 0
+
+
 def cmd_scales(args: argparse.Namespace) -> int:
     """Print every preset as JSON."""
     print(json.dumps({k: dataclasses.asdict(v) for k, v in PRESETS.items()}, indent=2))
@@ -43,6 +60,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scale", default=None, help="ci, lab or full (default: $IMITLIB_SCALE or lab)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(fn=cmd_tabular)
+    p = sub.add_parser("teacher", help="chapter 2: DQN teachers (MinAtar at ci/lab, ALE at full)")
+    p.add_argument("--env", default=None, help="game id (default: the scale's); e.g. MinAtar/SpaceInvaders-v0")
+    p.add_argument("--scale", default=None, help="ci, lab or full (default: $IMITLIB_SCALE or lab)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(fn=cmd_teacher)
     p = sub.add_parser("scales", help="print the scale presets")
     p.set_defaults(fn=cmd_scales)
     args = parser.parse_args(argv)

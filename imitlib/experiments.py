@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
+import imitlib.dqn
 import imitlib.envs.darkroom
+import imitlib.envs.games
 import imitlib.tabular
 from imitlib import artifacts
 from imitlib.envs.darkroom import HORIZON, SIZE, optimal_return, random_policy_return
@@ -169,3 +172,63 @@ def reach_summary(episodes: np.ndarray) -> str:
     if ok.size == 0:
         return f"never within the budget (0 of {episodes.size} seeds)"
     return f"{np.median(ok):.0f} episodes (median; {ok.size} of {episodes.size} seeds got there)"
+
+
+# ---------------------------------------------------------------------------------------------------
+# Chapter 2: the DQN teacher
+
+
+@dataclass(frozen=True)
+class TeacherExperiment:
+    """Chapter 2's experiment: one DQN per seed on one game, trained together."""
+
+    dqn: imitlib.dqn.DQNConfig
+    seeds: tuple[int, ...]
+
+
+def teacher_experiment(scale: Scale, env_id: str | None = None, seed: int = 0) -> TeacherExperiment:
+    """The teacher's settings at a scale (see :mod:`imitlib.scale`), optionally on another game."""
+    t = scale.teacher
+    cfg = imitlib.dqn.DQNConfig(
+        env_id=env_id or t.env_id, steps=t.steps, num_envs=t.num_envs, network=t.network,
+        buffer_size=t.buffer_size, batch_size=t.batch_size, train_every=t.train_every,
+        learning_starts=t.learning_starts, target_every=t.target_every, eps_end=t.eps_end,
+        eps_decay_steps=t.eps_decay_steps, lr=t.lr, adam_eps=t.adam_eps, segment_steps=t.segment_steps,
+        eval_episodes=t.eval_episodes, full_action_space=(env_id or t.env_id).startswith("ALE/"),
+    )
+    return TeacherExperiment(dqn=cfg, seeds=tuple(seed * 1000 + i for i in range(t.seeds)))
+
+
+def run_teacher(exp: TeacherExperiment, run_dir: Path | None = None, progress: bool = True) -> dict[str, np.ndarray]:
+    """Train the teachers (resuming from ``run_dir``) and return their metrics and final weights as arrays."""
+    run = imitlib.dqn.train(exp.dqn, exp.seeds, run_dir=run_dir, progress=progress)
+    bin_steps = max(exp.dqn.segment_steps // 5, exp.dqn.num_envs)
+    train_steps, train_returns = run.train_curve(bin_steps)
+    eval_steps, eval_returns = run.eval_curve()
+    out = {
+        "seeds": np.array(exp.seeds),
+        "train_steps": train_steps,
+        "train_returns": train_returns,  # (S, bins): mean raw return of training episodes ending in each bin
+        "eval_steps": eval_steps,
+        "eval_returns": np.array([r for _, r in run.state.evals]).transpose(1, 0, 2),  # (S, evals, episodes)
+        "eval_means": eval_returns,
+        "loss_steps": np.array([x[0] for x in run.state.losses]),
+        "losses": np.array([x[1] for x in run.state.losses]).T.reshape(len(exp.seeds), -1),
+        "mean_q": np.array([x[2] for x in run.state.losses]).T.reshape(len(exp.seeds), -1),
+        "wall_seconds": np.array(run.state.wall_seconds),
+        "env_steps": np.array(run.state.env_steps),
+    }
+    for name, value in run.q.online.state_dict().items():
+        out[f"weights/{name}"] = value.numpy()
+    return out
+
+
+def teacher_artifact(exp: TeacherExperiment, scale: Scale, progress: bool = True) -> artifacts.Artifact:
+    """Chapter 2's teachers: stored ones if present, else trained (resumably, under ``runs/``) and stored."""
+    name = f"ch02_teacher_{exp.dqn.env_id.replace('/', '_')}"
+    key = artifacts.config_hash(name, exp, scale.name)
+    run_dir = artifacts.results_root().parent / "runs" / f"{name}-{scale.name}-{key}"
+    return artifacts.cached(
+        name, exp, lambda: run_teacher(exp, None if scale.name == "ci" else run_dir, progress=progress),
+        scale=scale.name, code=(imitlib.dqn, imitlib.envs.games, sys.modules[__name__]),
+    )

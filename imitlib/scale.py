@@ -25,25 +25,67 @@ class TabularScale:
 
 
 @dataclass(frozen=True)
+class TeacherScale:
+    """Sizes of the DQN teacher (chapter 2): MinAtar at ci/lab, ALE Atari at full."""
+
+    env_id: str
+    seeds: int
+    steps: int  # environment steps per seed
+    num_envs: int  # environments per seed
+    network: str  # "minatar" or "nature"
+    buffer_size: int
+    batch_size: int
+    train_every: int  # vector steps between updates
+    learning_starts: int
+    target_every: int  # environment steps between target-network copies
+    eps_end: float
+    eps_decay_steps: int
+    lr: float
+    adam_eps: float
+    segment_steps: int  # checkpoint + evaluation interval
+    eval_episodes: int
+
+
+@dataclass(frozen=True)
 class Scale:
     """A named preset: every size an experiment may read."""
 
     name: str
     tabular: TabularScale
+    teacher: TeacherScale
 
 
 PRESETS: dict[str, Scale] = {
     "ci": Scale(
         name="ci",
         tabular=TabularScale(seeds=3, goals=12, episodes=150, switch_episodes=150),
+        teacher=TeacherScale(env_id="MinAtar/Breakout-v0", seeds=2, steps=3_000, num_envs=1, network="minatar",
+                             buffer_size=5_000, batch_size=32, train_every=4, learning_starts=500, target_every=500,
+                             eps_end=0.1,
+                             eps_decay_steps=2_000, lr=2.5e-4, adam_eps=3.125e-4, segment_steps=1_500,
+                             eval_episodes=3),
     ),
     "lab": Scale(
         name="lab",
         tabular=TabularScale(seeds=10, goals=80, episodes=600, switch_episodes=600),
+        # MinAtar paper settings (buffer 100k, batch 32, target every 1k, epsilon 1 -> 0.1 over 100k) except:
+        # Adam instead of RMSprop, and an update every 4 steps instead of every step, so 5 seeds fit a CPU
+        teacher=TeacherScale(env_id="MinAtar/Breakout-v0", seeds=5, steps=1_000_000, num_envs=1, network="minatar",
+                             buffer_size=100_000, batch_size=32, train_every=4, learning_starts=5_000,
+                             target_every=1_000, eps_end=0.1,
+                             eps_decay_steps=100_000, lr=2.5e-4, adam_eps=3.125e-4, segment_steps=50_000,
+                             eval_episodes=10),
     ),
     "full": Scale(
         name="full",
         tabular=TabularScale(seeds=20, goals=80, episodes=600, switch_episodes=600),
+        # CleanRL dqn_atari settings (10M steps, buffer 1M, learning starts 80k, target every ~1k, epsilon
+        # 1 -> 0.01 over 1M, Adam 1e-4) at its replay ratio of 8 sampled transitions per environment step, but
+        # as fewer, larger updates: 64 environments and one batch of 512 per vector step
+        teacher=TeacherScale(env_id="ALE/Breakout-v5", seeds=1, steps=10_000_000, num_envs=64, network="nature",
+                             buffer_size=1_000_000, batch_size=512, train_every=1, learning_starts=80_000,
+                             target_every=1_024, eps_end=0.01, eps_decay_steps=1_000_000, lr=1e-4, adam_eps=1e-8,
+                             segment_steps=204_800, eval_episodes=10),
     ),
 }
 

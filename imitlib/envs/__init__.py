@@ -1,4 +1,4 @@
-"""Environments: Dark Room (gymnasium, registered as ``imitlib/DarkRoom-v0``)."""
+"""Environments: Dark Room (gymnasium, registered as ``imitlib/DarkRoom-v0``), MinAtar and ALE games."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from imitlib.envs.darkroom import (
     start_cell,
     transition_table,
 )
+from imitlib.envs.games import ENV_IDS, GameSpec, game_spec, make_vec_env
 
 DARKROOM_ID = "imitlib/DarkRoom-v0"
 
@@ -24,10 +25,14 @@ if DARKROOM_ID not in gym.registry:
 __all__ = [
     "ACTIONS",
     "DARKROOM_ID",
+    "ENV_IDS",
     "HORIZON",
     "SIZE",
     "DarkRoom",
+    "GameSpec",
+    "game_spec",
     "goal_cell",
+    "make_vec_env",
     "optimal_return",
     "random_policy_return",
     "start_cell",

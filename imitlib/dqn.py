@@ -148,15 +148,19 @@ class StackedNet(nn.Module):
         for seed in seeds:
             torch.manual_seed(seed)
             nets.append(make())
-        self.template = copy.deepcopy(nets[0]).requires_grad_(False)  # layer types and shapes only
-        self.n = len(seeds)
+        self.make, self.n = make, len(seeds)
+        self.layers: list[tuple[str, Any, Any]] = []  # (kind, stride, padding): the architecture, no weights
         self.weights = nn.ParameterList()
         self.biases = nn.ParameterList()
         for i, layer in enumerate(nets[0]):
             if isinstance(layer, nn.Conv2d | nn.Linear):
                 self.weights.append(nn.Parameter(torch.stack([net[i].weight.detach() for net in nets])))
                 self.biases.append(nn.Parameter(torch.stack([net[i].bias.detach() for net in nets])))
-            elif not isinstance(layer, nn.ReLU | nn.Flatten):
+                conv = isinstance(layer, nn.Conv2d)
+                self.layers.append(("conv", layer.stride, layer.padding) if conv else ("linear", None, None))
+            elif isinstance(layer, nn.ReLU | nn.Flatten):
+                self.layers.append(("relu" if isinstance(layer, nn.ReLU) else "flatten", None, None))
+            else:
                 raise TypeError(f"StackedNet supports Conv2d, Linear, ReLU and Flatten, not {type(layer).__name__}")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -164,23 +168,23 @@ class StackedNet(nn.Module):
         n, batch = x.shape[:2]
         h = x.transpose(0, 1).reshape(batch, -1, *x.shape[3:]) if x.dim() == 5 else x  # (B, S*C, H, W)
         p = 0
-        for layer in self.template:
-            if isinstance(layer, nn.Conv2d):
+        for kind, stride, padding in self.layers:
+            if kind == "conv":
                 w, b = self.weights[p], self.biases[p]
-                h = nn.functional.conv2d(h, w.flatten(0, 1), b.flatten(), layer.stride, layer.padding, groups=n)
+                h = nn.functional.conv2d(h, w.flatten(0, 1), b.flatten(), stride, padding, groups=n)
                 p += 1
-            elif isinstance(layer, nn.Linear):
+            elif kind == "linear":
                 h = torch.baddbmm(self.biases[p][:, None, :], h, self.weights[p].transpose(1, 2))
                 p += 1
-            elif isinstance(layer, nn.ReLU):
+            elif kind == "relu":
                 h = torch.relu(h)
-            else:  # Flatten: (B, S*C, H, W) -> (S, B, C*H*W)
+            else:  # flatten: (B, S*C, H, W) -> (S, B, C*H*W)
                 h = h.reshape(batch, n, -1).transpose(0, 1)
         return h
 
     def single(self, s: int) -> nn.Module:
         """Seed ``s`` as an ordinary ``nn.Module`` (for analysis, rollouts and transplants)."""
-        net = copy.deepcopy(self.template).requires_grad_(True)
+        net = self.make()
         layers = [m for m in net if isinstance(m, nn.Conv2d | nn.Linear)]
         with torch.no_grad():
             for layer, w, b in zip(layers, self.weights, self.biases, strict=True):
@@ -347,6 +351,7 @@ class Hooks:
     on_step: Callable[[StepInfo], None] | None = None
     on_episode: Callable[[EpisodeInfo], None] | None = None
     on_update: Callable[[UpdateInfo], None] | None = None
+    on_segment: Callable[[DQNRun], None] | None = None  # after each segment's evaluation and checkpoint
 
 
 # --------------------------------------------------------------------------------------------------
@@ -495,6 +500,8 @@ def train(
                 _save_checkpoint(path, cfg, seeds, spec, q, optim, buffer, state)
             if bar is not None:
                 bar.set_postfix(eval=f"{returns.mean():.2f}")
+            if hooks.on_segment:
+                hooks.on_segment(DQNRun(cfg, seeds, spec, q, state))
             done_segments += 1
             if stop_after_segments is not None and done_segments >= stop_after_segments:
                 break

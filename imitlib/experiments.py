@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 import imitlib.dqn
 import imitlib.envs.darkroom
@@ -199,9 +200,37 @@ def teacher_experiment(scale: Scale, env_id: str | None = None, seed: int = 0) -
     return TeacherExperiment(dqn=cfg, seeds=tuple(seed * 1000 + i for i in range(t.seeds)))
 
 
+def snapshot_segments(n_segments: int, count: int = 6) -> list[int]:
+    """Segments after which the first seed's weights are kept: log-spaced, so early learning is visible."""
+    return sorted({round(x) for x in np.geomspace(1, n_segments, count)})
+
+
 def run_teacher(exp: TeacherExperiment, run_dir: Path | None = None, progress: bool = True) -> dict[str, np.ndarray]:
-    """Train the teachers (resuming from ``run_dir``) and return their metrics and final weights as arrays."""
-    run = imitlib.dqn.train(exp.dqn, exp.seeds, run_dir=run_dir, progress=progress)
+    """Train the teachers (resuming from ``run_dir``) and return their metrics and final weights as arrays.
+
+    The first seed's weights are also kept after a few log-spaced segments (in ``run_dir/snapshots`` while
+    training), so the book can show the teacher playing, and its Q-values, at several points of training.
+    """
+    n_segments = -(-exp.dqn.steps // exp.dqn.segment_steps)
+    keep = snapshot_segments(n_segments)
+    snapshots: dict[int, dict[str, np.ndarray]] = {}
+    snap_dir = run_dir / "snapshots" if run_dir else None
+
+    def on_segment(run: imitlib.dqn.DQNRun) -> None:
+        if run.state.segment not in keep:
+            return
+        weights = {k: v[0].detach().clone() for k, v in run.q.online.state_dict().items()}
+        snapshots[run.state.env_steps] = {k: v.numpy() for k, v in weights.items()}
+        if snap_dir:
+            snap_dir.mkdir(parents=True, exist_ok=True)
+            artifacts.atomic_write_bytes(snap_dir / f"{run.state.env_steps:010d}.pt", lambda f: torch.save(weights, f))
+
+    run = imitlib.dqn.train(exp.dqn, exp.seeds, run_dir=run_dir, progress=progress,
+                            hooks=imitlib.dqn.Hooks(on_segment=on_segment))
+    if snap_dir and snap_dir.exists():  # snapshots written before an interruption
+        for path in sorted(snap_dir.glob("*.pt")):
+            blob = torch.load(path, map_location="cpu", weights_only=True)
+            snapshots.setdefault(int(path.stem), {k: v.numpy() for k, v in blob.items()})
     bin_steps = max(exp.dqn.segment_steps // 5, exp.dqn.num_envs)
     train_steps, train_returns = run.train_curve(bin_steps)
     eval_steps, eval_returns = run.eval_curve()
@@ -220,6 +249,9 @@ def run_teacher(exp: TeacherExperiment, run_dir: Path | None = None, progress: b
     }
     for name, value in run.q.online.state_dict().items():
         out[f"weights/{name}"] = value.numpy()
+    out["snapshot_steps"] = np.array(sorted(snapshots))
+    for name in run.q.online.state_dict():
+        out[f"snapshots/{name}"] = np.stack([snapshots[k][name] for k in sorted(snapshots)])
     return out
 
 

@@ -124,12 +124,13 @@ def git_commit() -> str | None:
     return sha + ("-dirty" if dirty else "")
 
 
-def code_hash(modules: Sequence[ModuleType]) -> str:
-    """Short hash of the source text of the modules that compute an artifact."""
+def code_hash(code: Sequence[ModuleType | type | Callable[..., Any]]) -> str:
+    """Short hash of the source text of the modules, classes and functions that compute an artifact."""
     h = hashlib.sha256()
-    for module in modules:
-        h.update(module.__name__.encode())
-        h.update(inspect.getsource(module).encode())
+    for obj in code:
+        name = obj.__name__ if isinstance(obj, ModuleType) else f"{obj.__module__}.{obj.__qualname__}"
+        h.update(name.encode())
+        h.update(inspect.getsource(obj).encode())
     return h.hexdigest()[:12]
 
 
@@ -199,13 +200,14 @@ def cached(
     compute: Callable[[], Mapping[str, np.ndarray]],
     *,
     scale: str,
-    code: Sequence[ModuleType] = (),
+    code: Sequence[ModuleType | type | Callable[..., Any]] = (),
     root: Path | None = None,
 ) -> Artifact:
     """Return the stored artifact for (name, config, scale) if present, else compute it and store it.
 
-    ``code`` names the modules whose source produces the artifact; a stored artifact made by other source
-    is still loaded, with a :class:`StaleArtifactWarning`.
+    ``code`` names the modules, classes or functions whose source produces the artifact (name the functions
+    that matter, so unrelated edits do not mark it stale); a stored artifact made by other source is still
+    loaded, with a :class:`StaleArtifactWarning`.
     """
     from imitlib import __version__
 

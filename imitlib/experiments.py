@@ -7,7 +7,6 @@ result is computed once, stored with provenance, and loaded by the book afterwar
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -112,7 +111,8 @@ def tabular_artifact(exp: TabularExperiment, scale: Scale, progress: bool = True
     """Chapter 1's results: stored ones if present (``lab``/``full``), else computed and stored."""
     return artifacts.cached(
         "ch01_tabular", exp, lambda: run_tabular_experiment(exp, progress=progress), scale=scale.name,
-        code=(sys.modules[__name__], imitlib.tabular, imitlib.envs.darkroom),
+        code=(run_tabular_experiment, showcase_run, experiment_goals, mirrored_goal, greedy_path, _grid, _per_seed,
+              tabular_experiment, imitlib.tabular, imitlib.envs.darkroom),
     )
 
 
@@ -262,5 +262,14 @@ def teacher_artifact(exp: TeacherExperiment, scale: Scale, progress: bool = True
     run_dir = artifacts.results_root().parent / "runs" / f"{name}-{scale.name}-{key}"
     return artifacts.cached(
         name, exp, lambda: run_teacher(exp, None if scale.name == "ci" else run_dir, progress=progress),
-        scale=scale.name, code=(imitlib.dqn, imitlib.envs.games, sys.modules[__name__]),
+        scale=scale.name, code=TEACHER_CODE,
     )
+
+
+# the source that determines a teacher artifact (edits elsewhere do not mark stored teachers stale)
+TEACHER_CODE = (
+    imitlib.dqn.DQNConfig, imitlib.dqn.StackedNet, imitlib.dqn.StackedQ, imitlib.dqn.ReplayBuffer, imitlib.dqn.train,
+    imitlib.dqn._run_segment, imitlib.dqn._update, imitlib.dqn.td_loss, imitlib.dqn.act, imitlib.dqn.evaluate,
+    imitlib.dqn.minatar_net, imitlib.dqn.nature_cnn, imitlib.dqn.preprocess, imitlib.envs.games.make_vec_env,
+    imitlib.envs.games._minatar_env, teacher_experiment, run_teacher, snapshot_segments,
+)

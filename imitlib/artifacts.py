@@ -240,3 +240,13 @@ def cached(
     save(folder, data, provenance)
     return Artifact(data=data, provenance={**provenance, "sha256": _sha256(folder / "data.npz")},
                     path=folder, loaded=False)
+
+
+def stored(name: str, scale: str | None = None, root: Path | None = None) -> list[Artifact]:
+    """Every stored artifact called ``name`` (optionally of one scale), whatever its config: newest first."""
+    base = (root or results_root()) / name
+    if not base.is_dir():
+        return []
+    found = [load(d) for d in base.iterdir() if (d / "provenance.json").exists()
+             and (scale is None or d.name.startswith(f"{scale}-"))]
+    return sorted(found, key=lambda a: a.provenance["created"], reverse=True)

@@ -695,3 +695,25 @@ def load_q_network(path: str | Path, spec: GameSpec, seed_index: int = 0) -> nn.
 def steps_per_second(run: DQNRun) -> float:
     """Environment steps per second per seed, over the whole run so far."""
     return run.state.env_steps / run.state.wall_seconds if run.state.wall_seconds else math.nan
+
+
+def play(net: nn.Module, cfg: DQNConfig, spec: GameSpec, *, seed: int, epsilon: float = 0.05,
+         max_steps: int = 2_000) -> tuple[np.ndarray, np.ndarray, float]:
+    """One episode of a single trained network: its observations ``(T, ...)``, actions ``(T,)`` and raw return."""
+    env = make_vec_env(cfg.env_id, 1, sticky=cfg.sticky, full_action_space=cfg.full_action_space,
+                       channels=cfg.channels)
+    rng = np.random.default_rng([seed, 4])
+    obs, _ = env.reset(seed=[seed])
+    frames, actions, total = [], [], 0.0
+    with torch.no_grad():
+        for _ in range(max_steps):
+            greedy = int(net(preprocess(spec, torch.as_tensor(obs))).argmax(-1)[0])
+            action = int(rng.integers(spec.n_actions)) if rng.random() < epsilon else greedy
+            frames.append(obs[0])
+            actions.append(action)
+            obs, reward, terminated, truncated, _ = env.step(np.array([action]))
+            total += float(reward[0])
+            if terminated[0] or truncated[0]:
+                break
+    env.close()
+    return np.stack(frames), np.array(actions), total

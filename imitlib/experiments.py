@@ -266,6 +266,59 @@ def teacher_artifact(exp: TeacherExperiment, scale: Scale, progress: bool = True
     )
 
 
+def teacher_network(art: artifacts.Artifact, exp: TeacherExperiment, seed_index: int = 0,
+                    snapshot: int | None = None) -> torch.nn.Module:
+    """One teacher as an ``nn.Module``: final weights, or those of the ``snapshot``-th stored snapshot (seed 0)."""
+    spec = imitlib.envs.games.game_spec(exp.dqn.env_id, full_action_space=exp.dqn.full_action_space,
+                                        channels=exp.dqn.channels)
+    prefix, index = ("weights/", seed_index) if snapshot is None else ("snapshots/", snapshot)
+    stacked = imitlib.dqn.StackedNet(lambda: imitlib.dqn.make_network(exp.dqn, spec), [0])
+    stacked.load_state_dict({k[len(prefix):]: torch.as_tensor(v[index : index + 1]) for k, v in art.data.items()
+                             if k.startswith(prefix)})
+    return stacked.single(0)
+
+
+def random_returns(env_id: str, episodes: int, seed: int = 0, **env_options: object) -> np.ndarray:
+    """Raw returns of the uniform random policy: the floor every learning curve is compared with."""
+    envs = imitlib.envs.games.make_vec_env(env_id, episodes, **env_options)
+    rng = np.random.default_rng(seed)
+    envs.reset(seed=[seed * 100_000 + i for i in range(episodes)])
+    returns, running = np.zeros(episodes), np.ones(episodes, bool)
+    n_actions = int(envs.single_action_space.n)
+    for _ in range(27_000):
+        _, reward, terminated, truncated, _ = envs.step(rng.integers(n_actions, size=episodes))
+        returns += np.asarray(reward) * running
+        running &= ~(np.asarray(terminated) | np.asarray(truncated))
+        if not running.any():
+            break
+    envs.close()
+    return returns
+
+
+LAYER_NAMES = {"weights.0": "conv", "weights.1": "hidden layer", "weights.2": "Q head"}
+
+
+def weight_drift(art: artifacts.Artifact) -> dict[str, np.ndarray]:
+    """Per layer, how far the first seed's weights are from the first kept snapshot: ||W - W_0|| / ||W_0||."""
+    out = {}
+    for key, w in sorted(art.data.items()):
+        if key.startswith("snapshots/weights"):
+            flat = w.reshape(len(w), -1)
+            name = key.split("/", 1)[1]
+            out[LAYER_NAMES.get(name, name)] = np.linalg.norm(flat - flat[0], axis=1) / np.linalg.norm(flat[0])
+    return out
+
+
+def probe_values(art: artifacts.Artifact, exp: TeacherExperiment, states: np.ndarray) -> np.ndarray:
+    """Mean over ``states`` of max_a Q, as each kept snapshot of the first seed sees them: ``(snapshots,)``."""
+    spec = imitlib.envs.games.game_spec(exp.dqn.env_id, full_action_space=exp.dqn.full_action_space,
+                                        channels=exp.dqn.channels)
+    x = imitlib.dqn.preprocess(spec, torch.as_tensor(states))
+    with torch.no_grad():
+        return np.array([teacher_network(art, exp, snapshot=i)(x).max(-1).values.mean().item()
+                         for i in range(len(art["snapshot_steps"]))])
+
+
 # the source that determines a teacher artifact (edits elsewhere do not mark stored teachers stale)
 TEACHER_CODE = (
     imitlib.dqn.DQNConfig, imitlib.dqn.StackedNet, imitlib.dqn.StackedQ, imitlib.dqn.ReplayBuffer, imitlib.dqn.train,

@@ -162,3 +162,35 @@ def value_maps(
         [values[i].reshape(size, size) for i in pick], [f"after {at[i]} episodes" for i in pick],
         marks=[marks] * len(pick), paths=[paths[i] for i in pick], cbar_label="max_a Q",
     )
+
+
+MINATAR_COLORS = np.array([  # one colour per object channel (up to 10 channels)
+    [0.95, 0.75, 0.1], [0.2, 0.6, 1.0], [0.9, 0.3, 0.3], [0.4, 0.85, 0.4], [0.8, 0.5, 0.9],
+    [1.0, 0.6, 0.2], [0.5, 0.9, 0.9], [0.9, 0.9, 0.9], [0.6, 0.4, 0.2], [1.0, 0.4, 0.7],
+])
+
+
+def minatar_rgb(frame: np.ndarray) -> np.ndarray:
+    """A MinAtar observation ``(10, 10, C)`` as an RGB image: each object channel in its own colour on black."""
+    frame = np.asarray(frame, dtype=float)
+    return np.clip(frame @ MINATAR_COLORS[: frame.shape[-1]], 0, 1)
+
+
+def frame_strip(rows: dict[str, np.ndarray], *, titles: Sequence[str] | None = None) -> plt.Figure:
+    """Rows of game frames (label -> ``(n, H, W, 3)`` RGB), e.g. a teacher at several points of training."""
+    n_rows, n_cols = len(rows), max(len(v) for v in rows.values())
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(1.1 * n_cols + 1.2, 1.15 * n_rows), squeeze=False)
+    for r, (name, frames) in enumerate(rows.items()):
+        for c in range(n_cols):
+            ax = axes[r][c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.grid(False)
+            if c < len(frames):
+                ax.imshow(frames[c], interpolation="nearest")
+            else:
+                ax.axis("off")
+            if r == 0 and titles is not None and c < len(titles):
+                ax.set_title(titles[c], fontsize=8)
+        axes[r][0].set_ylabel(name, rotation=0, ha="right", va="center", fontsize=8)
+    return fig

@@ -120,3 +120,13 @@ def test_bad_config_is_refused():
         DQNConfig(network="resnet")
     with pytest.raises(ValueError, match="multiples of num_envs"):
         DQNConfig(num_envs=3, segment_steps=1000)
+
+
+def test_ale_breakout_trains_end_to_end_with_the_nature_network(tmp_path):
+    cfg = DQNConfig(env_id="ALE/Breakout-v5", network="nature", full_action_space=True, num_envs=2, steps=192,
+                    segment_steps=96, learning_starts=64, buffer_size=256, batch_size=4, train_every=2,
+                    target_every=64, eps_decay_steps=100, eval_episodes=1, eval_epsilon=1.0)
+    run = train(cfg, [0], run_dir=tmp_path, progress=False)
+    assert run.state.env_steps == 192 and run.state.updates > 0
+    net = load_q_network(tmp_path / "checkpoint.pt", game_spec("ALE/Breakout-v5", full_action_space=True))
+    assert net(torch.zeros(1, 4, 84, 84)).shape == (1, 18)

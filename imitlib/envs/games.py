@@ -100,12 +100,25 @@ def make_vec_env(
                                         autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
     from ale_py.vector_env import AtariVectorEnv
 
-    return AtariVectorEnv(
+    return ListSeeds(AtariVectorEnv(
         ALE_GAMES[env_id], num_envs, repeat_action_probability=0.25 if sticky is None else sticky,
         full_action_space=full_action_space, img_height=84, img_width=84, grayscale=True, stack_num=4,
         frameskip=4, maxpool=True, noop_max=30, use_fire_reset=True, episodic_life=False, reward_clipping=False,
         autoreset_mode="SameStep",
-    )
+    ))
+
+
+class ListSeeds(gym.vector.VectorWrapper):
+    """Let ale-py's vector env take a list of seeds, as gymnasium's vector envs do.
+
+    ale-py's C++ side takes 32-bit signed seeds, so each seed is reduced modulo 2**31 - 1 first.
+    """
+
+    def reset(self, *, seed: int | list[int] | np.ndarray | None = None, options: dict | None = None) -> tuple:
+        if seed is not None:
+            seed = np.asarray(seed, dtype=np.int64) % (2**31 - 1)
+            seed = int(seed) if seed.ndim == 0 else seed
+        return self.env.reset(seed=seed, options=options)
 
 
 def game_spec(env_id: str, *, full_action_space: bool = False, channels: int | None = None) -> GameSpec:

@@ -1,0 +1,310 @@
+"""Learning histories on disk: what a learner saw and did, episode by episode, as it learned.
+
+**Format: numpy shards.** A history is a folder with ``manifest.json`` and numbered chunk folders, each holding
+one ``.npy`` file per field (observations, actions, rewards, flags, episode index, the learner's update count
+and epsilon) plus a small episode table. We chose plain ``.npy`` shards over HDF5, zarr or Minari because they
+need nothing beyond numpy, open memory-mapped (a context window reads only its own bytes, no decompression),
+append by adding a folder, and contain no pickle. Compression buys little here: observations are already compact
+(a Dark Room cell is one byte; a MinAtar frame is bit-packed into 50 bytes), so a chunk is stored as is.
+
+**Crash safety.** Episodes are buffered in memory and written a chunk at a time: the chunk folder is written under
+a temporary name and renamed, then the manifest (which lists chunks with their sizes and SHA-256) is replaced
+atomically. A recording interrupted anywhere leaves every chunk the manifest lists readable; ``HistoryReader``
+says how many steps and episodes were kept. Opening an existing history for writing is refused unless
+``mode="append"`` or ``mode="overwrite"`` says what to do with it. A truncated or corrupted chunk raises
+:class:`HistoryError` naming the file.
+
+**Layout.** Rows are steps; the steps of one episode are contiguous, so an episode is a ``(start, length)``
+range and a window of K episodes of one run is K slices.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+FORMAT_VERSION = 1
+FIELDS = {  # name -> dtype; obs is (steps, obs_bytes) uint8, every other field is (steps,)
+    "obs": np.uint8,
+    "action": np.int16,
+    "reward": np.float32,
+    "terminated": np.bool_,
+    "truncated": np.bool_,
+    "update": np.int64,
+    "epsilon": np.float32,
+}
+EPISODE_FIELDS = ("run", "episode", "start", "length")
+
+
+class HistoryError(RuntimeError):
+    """A history on disk is missing, damaged, or would be overwritten by accident."""
+
+
+@dataclass(frozen=True)
+class Episode:
+    """One recorded episode of one run, as the writer receives it. Arrays are per step."""
+
+    run: int
+    episode: int  # index of the episode within its run's learning history (not of the recorded subset)
+    obs: np.ndarray  # (T, obs_bytes) uint8, already encoded
+    action: np.ndarray
+    reward: np.ndarray
+    terminated: np.ndarray
+    truncated: np.ndarray
+    update: np.ndarray  # the learner's update count when each action was chosen
+    epsilon: np.ndarray  # its exploration rate then
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _write_json_atomic(path: Path, obj: dict[str, Any]) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump(obj, f, indent=1)
+        f.flush()
+        os.fsync(f.fileno())
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+
+
+class HistoryWriter:
+    """Append episodes to a history folder, one atomic chunk at a time."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        obs_kind: str,
+        obs_shape: Sequence[int],
+        n_actions: int,
+        mode: str = "create",
+        chunk_steps: int = 1 << 16,
+        max_steps: int | None = None,
+        meta: dict[str, Any] | None = None,
+    ) -> None:
+        if mode not in ("create", "append", "overwrite"):
+            raise ValueError(f"mode must be 'create', 'append' or 'overwrite', got {mode!r}")
+        self.path = Path(path)
+        self.chunk_steps, self.max_steps = chunk_steps, max_steps
+        manifest = self.path / "manifest.json"
+        if self.path.exists() and any(self.path.iterdir()):
+            if mode == "create":
+                raise HistoryError(f"{self.path} already holds a history: pass mode='append' to add to it or "
+                                   "mode='overwrite' to replace it")
+            if mode == "overwrite":
+                shutil.rmtree(self.path)
+        self.path.mkdir(parents=True, exist_ok=True)
+        if manifest.exists():  # append
+            self.manifest = HistoryReader(self.path).manifest
+            want = {"obs_kind": obs_kind, "obs_shape": list(obs_shape), "n_actions": n_actions}
+            have = {k: self.manifest[k] for k in want}
+            if have != want:
+                raise HistoryError(f"{self.path} holds {have}, cannot append {want}")
+        else:
+            self.manifest = {
+                "format_version": FORMAT_VERSION, "obs_kind": obs_kind, "obs_shape": list(obs_shape),
+                "n_actions": n_actions, "runs": {}, "chunks": [], "meta": meta or {},
+            }
+            _write_json_atomic(manifest, self.manifest)
+        self._pending: list[Episode] = []
+        self._pending_steps = 0
+        self.steps_written = sum(c["steps"] for c in self.manifest["chunks"])
+        self.dropped_episodes = 0
+
+    def set_run(self, run: int, **task: Any) -> None:
+        """Describe a run (its goal or game, its seed, ...): stored in the manifest."""
+        self.manifest["runs"][str(run)] = task
+
+    def add(self, episode: Episode) -> bool:
+        """Queue one episode; returns False (and drops it) once the size cap is reached."""
+        n = len(episode.action)
+        if self.max_steps is not None and self.steps_written + self._pending_steps + n > self.max_steps:
+            self.dropped_episodes += 1
+            return False
+        if episode.obs.shape[0] != n or episode.obs.dtype != np.uint8:
+            raise ValueError(f"episode obs must be (T={n}, bytes) uint8, got {episode.obs.shape} {episode.obs.dtype}")
+        self._pending.append(episode)
+        self._pending_steps += n
+        if self._pending_steps >= self.chunk_steps:
+            self.flush()
+        return True
+
+    def flush(self) -> None:
+        """Write the queued episodes as one chunk, then record it in the manifest (both atomically)."""
+        if not self._pending:
+            return
+        eps, self._pending, self._pending_steps = self._pending, [], 0
+        name = f"{len(self.manifest['chunks']):06d}"
+        tmp = Path(tempfile.mkdtemp(dir=self.path, prefix=f".{name}."))
+        lengths = np.array([len(e.action) for e in eps])
+        table = np.stack([[e.run for e in eps], [e.episode for e in eps],
+                          np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths], axis=1).astype(np.int64)
+        files = {"episodes": table}
+        for field, dtype in FIELDS.items():
+            files[field] = np.concatenate([np.asarray(getattr(e, field), dtype=dtype) for e in eps])
+        sizes, sums = {}, {}
+        for field, arr in files.items():
+            np.save(tmp / f"{field}.npy", arr, allow_pickle=False)
+            sizes[field] = (tmp / f"{field}.npy").stat().st_size
+            sums[field] = _sha256(tmp / f"{field}.npy")
+        tmp.chmod(0o755)
+        os.replace(tmp, self.path / name)
+        self.manifest["chunks"].append({"name": name, "steps": int(lengths.sum()), "episodes": len(eps),
+                                        "sizes": sizes, "sha256": sums})
+        _write_json_atomic(self.path / "manifest.json", self.manifest)
+        self.steps_written += int(lengths.sum())
+
+    def close(self) -> None:
+        self.flush()
+        _write_json_atomic(self.path / "manifest.json", self.manifest)
+
+    def __enter__(self) -> HistoryWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class HistoryReader:
+    """Memory-mapped access to a history: episodes by index, and windows of consecutive episodes of a run."""
+
+    def __init__(self, path: str | Path, verify: bool = False) -> None:
+        self.path = Path(path)
+        manifest = self.path / "manifest.json"
+        if not manifest.exists():
+            raise HistoryError(f"{manifest} not found: {self.path} is not a history (record one first)")
+        try:
+            self.manifest = json.loads(manifest.read_text())
+        except json.JSONDecodeError as err:
+            raise HistoryError(f"{manifest}: not valid JSON ({err})") from err
+        self._chunks: list[dict[str, np.ndarray]] = []
+        tables = []
+        offset = 0
+        for chunk in self.manifest["chunks"]:
+            arrays = {}
+            for field in ("episodes", *FIELDS):
+                file = self.path / chunk["name"] / f"{field}.npy"
+                if not file.exists():
+                    raise HistoryError(f"{file}: missing (the history is damaged; re-record it)")
+                if file.stat().st_size != chunk["sizes"][field]:
+                    raise HistoryError(f"{file}: {file.stat().st_size} bytes, the manifest says "
+                                       f"{chunk['sizes'][field]} (truncated or corrupted; re-record it)")
+                if verify and _sha256(file) != chunk["sha256"][field]:
+                    raise HistoryError(f"{file}: checksum does not match the manifest (corrupted; re-record it)")
+                try:
+                    arrays[field] = np.load(file, mmap_mode="r", allow_pickle=False)
+                except ValueError as err:
+                    raise HistoryError(f"{file}: unreadable ({err}); re-record it") from err
+            table = np.array(arrays["episodes"])
+            table[:, 2] += offset
+            tables.append(table)
+            offset += chunk["steps"]
+            self._chunks.append(arrays)
+        self._bounds = np.cumsum([0] + [c["steps"] for c in self.manifest["chunks"]])
+        table = np.concatenate(tables) if tables else np.zeros((0, 4), np.int64)
+        order = np.lexsort((table[:, 1], table[:, 0]))  # by run, then episode
+        self.episodes = {k: table[order, i] for i, k in enumerate(EPISODE_FIELDS)}
+        runs, first = np.unique(self.episodes["run"], return_index=True)
+        self._run_first = dict(zip(runs.tolist(), first.tolist(), strict=True))
+        self._run_count = dict(zip(runs.tolist(), np.diff(np.append(first, len(order))).tolist(), strict=True))
+
+    @property
+    def n_steps(self) -> int:
+        return int(self._bounds[-1])
+
+    @property
+    def n_episodes(self) -> int:
+        return len(self.episodes["run"])
+
+    def summary(self) -> str:
+        """How much is here: what a reader needs to know after an interrupted recording."""
+        return (f"{self.path}: {self.n_steps:,} steps in {self.n_episodes:,} episodes of {len(self._run_count)} runs, "
+                f"{len(self.manifest['chunks'])} chunk(s)")
+
+    def runs(self) -> list[int]:
+        return sorted(self._run_count)
+
+    def task(self, run: int) -> dict[str, Any]:
+        return self.manifest["runs"].get(str(run), {})
+
+    def run_episodes(self, run: int) -> int:
+        """How many recorded episodes ``run`` has."""
+        return self._run_count.get(run, 0)
+
+    def _rows(self, start: int, stop: int) -> dict[str, np.ndarray]:
+        """Steps [start, stop) in global row order; an episode never spans chunks."""
+        c = int(np.searchsorted(self._bounds, start, side="right") - 1)
+        lo, hi = start - self._bounds[c], stop - self._bounds[c]
+        return {field: self._chunks[c][field][lo:hi] for field in FIELDS}
+
+    def episode(self, index: int) -> dict[str, np.ndarray]:
+        """The ``index``-th episode in (run, episode) order, with its run and episode numbers."""
+        start, length = int(self.episodes["start"][index]), int(self.episodes["length"][index])
+        out = {k: np.asarray(v) for k, v in self._rows(start, start + length).items()}
+        out["run"] = np.full(length, self.episodes["run"][index])
+        out["episode"] = np.full(length, self.episodes["episode"][index])
+        return out
+
+    def window(self, run: int, first: int, k: int) -> dict[str, np.ndarray]:
+        """Recorded episodes ``first .. first + k - 1`` of ``run`` (never mixing runs), concatenated."""
+        count = self._run_count.get(run, 0)
+        if not 0 <= first or first + k > count:
+            raise IndexError(f"run {run} has {count} recorded episodes; asked for {first}..{first + k - 1}")
+        base = self._run_first[run] + first
+        parts = [self.episode(base + i) for i in range(k)]
+        return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
+
+    def windows(self, k: int, n: int, seed: int, runs: Sequence[int] | None = None,
+                by_task: bool = False) -> Iterator[dict[str, np.ndarray]]:
+        """``n`` windows of ``k`` consecutive recorded episodes, drawn uniformly over all possible windows
+        (or uniformly over runs first, ``by_task=True``); deterministic for a seed."""
+        pool = [r for r in (runs if runs is not None else self.runs()) if self._run_count.get(r, 0) >= k]
+        if not pool:
+            raise ValueError(f"no run has {k} recorded episodes")
+        counts = np.array([self._run_count[r] - k + 1 for r in pool])
+        rng = np.random.default_rng(seed)
+        for _ in range(n):
+            i = rng.integers(len(pool)) if by_task else rng.choice(len(pool), p=counts / counts.sum())
+            yield self.window(pool[i], int(rng.integers(counts[i])), k)
+
+
+class TabularRecorder:
+    """Attach to :func:`imitlib.tabular.q_learning` (``on_episode=recorder``) and record every k-th episode.
+
+    Dark Room observations are stored as the cell index (one byte). ``update`` is the number of Q-updates the
+    run had made before the step (one per step), ``epsilon`` the exploration rate of that episode.
+    """
+
+    def __init__(self, writer: HistoryWriter, run_ids: Sequence[int], every: int = 1, horizon: int = 20) -> None:
+        if every < 1:
+            raise ValueError(f"every must be >= 1, got {every}")
+        self.writer, self.run_ids, self.every, self.horizon = writer, list(run_ids), every, horizon
+
+    def __call__(self, batch: Any) -> None:  # batch: imitlib.tabular.EpisodeBatch
+        if batch.episode % self.every:
+            return
+        h = batch.actions.shape[1]
+        truncated = np.zeros(h, bool)
+        truncated[-1] = True
+        update = batch.episode * h + np.arange(h)
+        for b, run in enumerate(self.run_ids):
+            self.writer.add(Episode(
+                run=run, episode=batch.episode, obs=batch.observations[b].astype(np.uint8)[:, None],
+                action=batch.actions[b], reward=batch.rewards[b], terminated=np.zeros(h, bool),
+                truncated=truncated, update=update, epsilon=np.full(h, batch.epsilon, np.float32),
+            ))

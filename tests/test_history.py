@@ -1,0 +1,112 @@
+import json
+
+import numpy as np
+import pytest
+
+from imitlib.history import Episode, HistoryError, HistoryReader, HistoryWriter, TabularRecorder
+from imitlib.tabular import QLearningConfig, q_learning
+
+
+def episode(run, index, length=5, value=0):
+    steps = np.arange(length)
+    return Episode(run=run, episode=index, obs=np.full((length, 2), value, np.uint8), action=steps % 5,
+                   reward=(steps == length - 1).astype(np.float32), terminated=np.zeros(length, bool),
+                   truncated=steps == length - 1, update=index * 100 + steps, epsilon=np.full(length, 0.5))
+
+
+def write(path, episodes, **kwargs):
+    with HistoryWriter(path, obs_kind="test", obs_shape=(2,), n_actions=5, **kwargs) as w:
+        for e in episodes:
+            w.add(e)
+    return HistoryReader(path, verify=True)
+
+
+def test_round_trip_is_exact(tmp_path):
+    eps = [episode(r, i, length=3 + i, value=10 * r + i) for r in range(3) for i in range(4)]
+    reader = write(tmp_path / "h", eps, chunk_steps=7)
+    assert reader.n_steps == sum(len(e.action) for e in eps) and reader.n_episodes == 12
+    assert len(reader.manifest["chunks"]) > 1, "several chunks were written"
+    for i, e in enumerate(sorted(eps, key=lambda e: (e.run, e.episode))):
+        got = reader.episode(i)
+        for field in ("obs", "action", "reward", "terminated", "truncated", "update"):
+            np.testing.assert_array_equal(got[field], getattr(e, field))
+        assert set(got["run"]) == {e.run} and set(got["episode"]) == {e.episode}
+
+
+def test_windows_never_mix_runs_and_are_deterministic(tmp_path):
+    eps = [episode(r, i, value=r) for r in range(4) for i in range(6)]
+    reader = write(tmp_path / "h", eps, chunk_steps=11)
+    windows = list(reader.windows(k=3, n=50, seed=1))
+    for w in windows:
+        assert len(set(w["run"])) == 1 and len(set(w["obs"][:, 0])) == 1
+        ep = w["episode"].reshape(3, -1)[:, 0]
+        np.testing.assert_array_equal(np.diff(ep), [1, 1]), "consecutive episodes"
+    again = list(reader.windows(k=3, n=50, seed=1))
+    assert all(np.array_equal(a["episode"], b["episode"]) and np.array_equal(a["run"], b["run"])
+               for a, b in zip(windows, again, strict=True))
+    with pytest.raises(IndexError, match="run 0 has 6 recorded episodes"):
+        reader.window(0, 4, 3)
+
+
+def test_refuses_to_overwrite_unless_told(tmp_path):
+    write(tmp_path / "h", [episode(0, 0)])
+    with pytest.raises(HistoryError, match=r"mode='append'.*mode='overwrite'"):
+        HistoryWriter(tmp_path / "h", obs_kind="test", obs_shape=(2,), n_actions=5)
+    appended = write(tmp_path / "h", [episode(0, 1)], mode="append")
+    assert appended.n_episodes == 2
+    replaced = write(tmp_path / "h", [episode(5, 0)], mode="overwrite")
+    assert replaced.runs() == [5]
+    with pytest.raises(HistoryError, match="cannot append"):
+        HistoryWriter(tmp_path / "h", obs_kind="other", obs_shape=(2,), n_actions=5, mode="append")
+
+
+def test_interrupted_recording_keeps_every_flushed_chunk(tmp_path):
+    w = HistoryWriter(tmp_path / "h", obs_kind="test", obs_shape=(2,), n_actions=5, chunk_steps=10)
+    for i in range(7):  # 35 steps: three chunks flushed, one episode still pending
+        w.add(episode(0, i))
+    del w  # "killed": no close()
+    reader = HistoryReader(tmp_path / "h")
+    assert reader.n_steps == 30 and reader.n_episodes == 6
+    assert "30 steps in 6 episodes" in reader.summary()
+
+
+def test_damaged_files_are_named(tmp_path):
+    reader = write(tmp_path / "h", [episode(0, i) for i in range(3)])
+    chunk = tmp_path / "h" / reader.manifest["chunks"][0]["name"]
+    data = (chunk / "action.npy").read_bytes()
+    (chunk / "action.npy").write_bytes(data[:-4])
+    with pytest.raises(HistoryError, match=r"action\.npy: .* bytes, the manifest says"):
+        HistoryReader(tmp_path / "h")
+    (chunk / "action.npy").write_bytes(data[:-4] + b"\xff\xff\xff\xff")
+    with pytest.raises(HistoryError, match=r"action\.npy: checksum"):
+        HistoryReader(tmp_path / "h", verify=True)
+    (tmp_path / "h" / "manifest.json").write_text("{broken")
+    with pytest.raises(HistoryError, match=r"manifest\.json: not valid JSON"):
+        HistoryReader(tmp_path / "h")
+    with pytest.raises(HistoryError, match="not a history"):
+        HistoryReader(tmp_path / "nothing")
+
+
+def test_size_cap_drops_episodes_and_counts_them(tmp_path):
+    with HistoryWriter(tmp_path / "h", obs_kind="test", obs_shape=(2,), n_actions=5, max_steps=12) as w:
+        kept = [w.add(episode(0, i)) for i in range(4)]
+    assert kept == [True, True, False, False] and w.dropped_episodes == 2
+    assert HistoryReader(tmp_path / "h").n_steps == 10
+
+
+def test_tabular_recorder_subsamples_and_matches_the_learner(tmp_path):
+    seen = []
+    writer = HistoryWriter(tmp_path / "h", obs_kind="darkroom", obs_shape=(1,), n_actions=5, chunk_steps=100)
+    recorder = TabularRecorder(writer, run_ids=[10, 11], every=3)
+    result = q_learning(QLearningConfig(), [3, 70], [0, 1], 10,
+                        on_episode=lambda b: (seen.append(b), recorder(b)))
+    writer.close()
+    reader = HistoryReader(tmp_path / "h", verify=True)
+    assert reader.runs() == [10, 11] and reader.run_episodes(10) == 4  # episodes 0, 3, 6, 9
+    ep = reader.window(11, 1, 1)
+    assert set(ep["episode"]) == {3}
+    np.testing.assert_array_equal(ep["obs"][:, 0], seen[3].observations[1])
+    np.testing.assert_array_equal(ep["action"], seen[3].actions[1])
+    assert ep["reward"].sum() == result.returns[3, 1]
+    assert ep["update"][0] == 60 and ep["truncated"][-1] and not ep["truncated"][:-1].any()
+    assert json.loads((tmp_path / "h" / "manifest.json").read_text())["obs_kind"] == "darkroom"

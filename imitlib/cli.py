@@ -46,6 +46,21 @@ def cmd_teacher(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_record(args: argparse.Namespace) -> int:
+    """Chapter 3's datasets: Dark Room learning histories (both sources) and expert episodes."""
+    from imitlib.history import HistoryReader
+
+    scale = get_scale(args.scale)
+    if args.what != "darkroom":
+        raise SystemExit(f"unknown dataset {args.what!r}: valid is darkroom (MinAtar histories come next)")
+    for source in args.source:
+        cfg = experiments.darkroom_histories_config(scale, source)
+        folder = experiments.darkroom_histories(cfg, scale)
+        print(HistoryReader(folder / "learning").summary())
+        print(HistoryReader(folder / "expert").summary())
+    return 0
+
+
 def cmd_scales(args: argparse.Namespace) -> int:
     """Print every preset as JSON."""
     print(json.dumps({k: dataclasses.asdict(v) for k, v in PRESETS.items()}, indent=2))
@@ -65,6 +80,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scale", default=None, help="ci, lab or full (default: $IMITLIB_SCALE or lab)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(fn=cmd_teacher)
+    p = sub.add_parser("record", help="chapter 3: record learning histories")
+    p.add_argument("what", choices=["darkroom"], help="which dataset")
+    p.add_argument("--source", nargs="+", default=["knowledge", "epsilon"], choices=["knowledge", "epsilon"])
+    p.add_argument("--scale", default=None, help="ci, lab or full (default: $IMITLIB_SCALE or lab)")
+    p.set_defaults(fn=cmd_record)
     p = sub.add_parser("scales", help="print the scale presets")
     p.set_defaults(fn=cmd_scales)
     args = parser.parse_args(argv)

@@ -7,8 +7,10 @@ result is computed once, stored with provenance, and loaded by the book afterwar
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -326,3 +328,121 @@ TEACHER_CODE = (
     imitlib.dqn.minatar_net, imitlib.dqn.nature_cnn, imitlib.dqn.preprocess, imitlib.envs.games.make_vec_env,
     imitlib.envs.games._minatar_env, teacher_experiment, run_teacher, snapshot_segments,
 )
+
+
+# ---------------------------------------------------------------------------------------------------
+# Chapter 3: recording learning histories
+
+
+def history_sources(episodes: int) -> dict[str, QLearningConfig]:
+    """The two Dark Room source learners whose histories the book records.
+
+    * ``knowledge``: optimistic initial values and a small constant epsilon. Behaviour improves because the
+      table improves: what the agent does tracks what it knows.
+    * ``epsilon``: zero initial values and epsilon decaying from 1 over the first 40% of episodes. The greedy
+      policy is good early, but behaviour improves mostly because epsilon shrinks.
+    """
+    return {
+        "knowledge": QLearningConfig(q_init=10.0, eps_start=0.1, eps_end=0.1, eps_decay_episodes=0),
+        "epsilon": QLearningConfig(eps_start=1.0, eps_end=0.05, eps_decay_episodes=max(1, int(0.4 * episodes))),
+    }
+
+
+@dataclass(frozen=True)
+class DarkRoomHistories:
+    """A Dark Room dataset: learning histories on every goal, plus expert episodes of the converged learners."""
+
+    source: str  # "knowledge" or "epsilon" (see history_sources)
+    runs_per_goal: int
+    episodes: int  # episodes of learning per run
+    every: int = 1  # record every k-th episode
+    expert_episodes: int = 4  # greedy episodes of each converged learner
+    train_goals: int = 65  # the rest (16 of 81) are held out
+    split_seed: int = 0
+    seed: int = 0
+
+
+def darkroom_histories_config(scale: Scale, source: str = "knowledge") -> DarkRoomHistories:
+    """The dataset's sizes at a scale."""
+    sizes = {"ci": (1, 60), "lab": (4, 400), "full": (8, 600)}[scale.name]
+    return DarkRoomHistories(source=source, runs_per_goal=sizes[0], episodes=sizes[1])
+
+
+def goal_split(cfg: DarkRoomHistories, size: int = SIZE) -> tuple[np.ndarray, np.ndarray]:
+    """Training and held-out goals: a fixed random split of the 81 cells (65 / 16 by default)."""
+    order = np.random.default_rng(cfg.split_seed).permutation(size * size)
+    return np.sort(order[: cfg.train_goals]), np.sort(order[cfg.train_goals:])
+
+
+def record_darkroom(cfg: DarkRoomHistories, folder: Path) -> dict[str, Any]:
+    """Record ``folder/learning`` (every k-th episode of every run) and ``folder/expert``; return timings."""
+    import time
+
+    from imitlib.history import HistoryWriter, TabularRecorder
+
+    if cfg.source not in history_sources(cfg.episodes):
+        raise ValueError(f"source must be one of {sorted(history_sources(cfg.episodes))}, got {cfg.source!r}")
+    qcfg = history_sources(cfg.episodes)[cfg.source]
+    train, held_out = goal_split(cfg)
+    goals = np.repeat(np.arange(SIZE * SIZE), cfg.runs_per_goal)
+    runs = np.arange(goals.size)
+    seeds = np.stack([np.full(goals.size, cfg.seed), goals, np.tile(np.arange(cfg.runs_per_goal), SIZE * SIZE)], 1)
+    meta = {"source": cfg.source, "q_learning": asdict(qcfg), "train_goals": train.tolist(),
+            "held_out_goals": held_out.tolist()}
+    start = time.perf_counter()
+    with HistoryWriter(folder / "learning", obs_kind="darkroom", obs_shape=(1,), n_actions=5,
+                       mode="overwrite", meta=meta) as writer:
+        for run, goal, seed in zip(runs, goals, seeds, strict=True):
+            split = "train" if goal in set(train.tolist()) else "held_out"
+            writer.set_run(int(run), goal=int(goal), seed=seed.tolist(), split=split)
+        result = q_learning(qcfg, goals, seeds, cfg.episodes, on_episode=TabularRecorder(writer, runs, cfg.every))
+    learning_seconds = time.perf_counter() - start
+    expert_cfg = QLearningConfig(alpha=qcfg.alpha, gamma=qcfg.gamma, eps_start=0.0, eps_end=0.0,
+                                 eps_decay_episodes=0, q_init=0.0)
+    with HistoryWriter(folder / "expert", obs_kind="darkroom", obs_shape=(1,), n_actions=5, mode="overwrite",
+                       meta={**meta, "expert_of": "final greedy policy of each learning run"}) as writer:
+        for run, goal in zip(runs, goals, strict=True):
+            writer.set_run(int(run), goal=int(goal), split="train" if goal in set(train.tolist()) else "held_out")
+        _greedy_episodes(result.q, goals, runs, cfg.expert_episodes, writer, expert_cfg)
+    return {"learning_seconds": learning_seconds, "total_seconds": time.perf_counter() - start}
+
+
+def _greedy_episodes(q: np.ndarray, goals: np.ndarray, runs: np.ndarray, n: int, writer: Any,
+                     cfg: QLearningConfig) -> None:
+    """Episodes of each table's greedy policy (ties -> lowest action), written as blocks."""
+    from imitlib.envs.darkroom import start_cell, transition_table
+
+    nxt = transition_table(cfg.size)
+    b, h = len(runs), cfg.horizon
+    cell = np.full(b, start_cell(cfg.size))
+    obs, act, rew = (np.zeros((b, h), np.int64) for _ in range(3))
+    for t in range(h):
+        obs[:, t] = cell
+        act[:, t] = q[np.arange(b), cell].argmax(1)
+        cell = nxt[cell, act[:, t]]
+        rew[:, t] = cell == goals
+    truncated = np.zeros((b, h), bool)
+    truncated[:, -1] = True
+    for i in range(n):
+        writer.add_block(runs, [i] * b, {"obs": obs.astype(np.uint8)[..., None], "action": act, "reward": rew,
+                                         "terminated": np.zeros((b, h), bool), "truncated": truncated,
+                                         "update": np.zeros((b, h), np.int64), "epsilon": np.zeros((b, h))})
+
+
+def darkroom_histories(cfg: DarkRoomHistories, scale: Scale) -> Path:
+    """The dataset's folder, recorded first if absent (always at ``ci`` scale), with provenance beside it."""
+    import json
+    import shutil
+
+    key = artifacts.config_hash("darkroom_histories", cfg, scale.name)
+    folder = artifacts.results_root().parent / "data" / f"darkroom-{cfg.source}-{scale.name}-{key}"
+    if (folder / "provenance.json").exists() and scale.name != "ci":
+        return folder
+    tmp = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    timings = record_darkroom(cfg, tmp)
+    prov = {"config": artifacts.to_jsonable(cfg), "scale": scale.name, "commit": artifacts.git_commit(), **timings}
+    (tmp / "provenance.json").write_text(json.dumps(prov, indent=1))
+    shutil.rmtree(folder, ignore_errors=True)
+    os.replace(tmp, folder)
+    return folder

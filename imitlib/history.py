@@ -39,7 +39,7 @@ FIELDS = {  # name -> dtype; obs is (steps, obs_bytes) uint8, every other field 
     "reward": np.float32,
     "terminated": np.bool_,
     "truncated": np.bool_,
-    "update": np.int64,
+    "update": np.int32,
     "epsilon": np.float32,
 }
 EPISODE_FIELDS = ("run", "episode", "start", "length")
@@ -75,7 +75,7 @@ def _sha256(path: Path) -> str:
 def _write_json_atomic(path: Path, obj: dict[str, Any]) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
     with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=1)
+        f.write(json.dumps(obj))  # no indent: the C encoder is many times faster
         f.flush()
         os.fsync(f.fileno())
     os.chmod(tmp, 0o644)
@@ -93,7 +93,7 @@ class HistoryWriter:
         obs_shape: Sequence[int],
         n_actions: int,
         mode: str = "create",
-        chunk_steps: int = 1 << 16,
+        chunk_steps: int = 1 << 18,
         max_steps: int | None = None,
         meta: dict[str, Any] | None = None,
     ) -> None:
@@ -132,31 +132,44 @@ class HistoryWriter:
 
     def add(self, episode: Episode) -> bool:
         """Queue one episode; returns False (and drops it) once the size cap is reached."""
-        n = len(episode.action)
-        if self.max_steps is not None and self.steps_written + self._pending_steps + n > self.max_steps:
-            self.dropped_episodes += 1
-            return False
-        if episode.obs.shape[0] != n or episode.obs.dtype != np.uint8:
-            raise ValueError(f"episode obs must be (T={n}, bytes) uint8, got {episode.obs.shape} {episode.obs.dtype}")
-        self._pending.append(episode)
-        self._pending_steps += n
-        if self._pending_steps >= self.chunk_steps:
-            self.flush()
-        return True
+        fields = {f: np.asarray(getattr(episode, f))[None] for f in FIELDS}
+        return self.add_block([episode.run], [episode.episode], fields) == 1
+
+    def add_block(self, runs: Sequence[int], episodes: Sequence[int], fields: dict[str, np.ndarray]) -> int:
+        """Queue B episodes of equal length T at once (``fields[name]`` is ``(B, T, ...)``): the fast path for
+        learners that run in lockstep. Returns how many were kept under the size cap."""
+        n_eps, length = fields["action"].shape[:2]
+        if fields["obs"].dtype != np.uint8 or fields["obs"].shape[:2] != (n_eps, length):
+            raise ValueError(f"obs must be (B={n_eps}, T={length}, bytes) uint8, got {fields['obs'].shape} "
+                             f"{fields['obs'].dtype}")
+        room = n_eps if self.max_steps is None else max(
+            0, (self.max_steps - self.steps_written - self._pending_steps) // length)
+        keep = min(n_eps, room)
+        self.dropped_episodes += n_eps - keep
+        if keep:
+            block = {f: np.asarray(fields[f][:keep], dtype=d).reshape(keep * length, *fields[f].shape[2:])
+                     for f, d in FIELDS.items()}
+            block["episodes"] = np.stack([np.asarray(runs[:keep]), np.asarray(episodes[:keep]),
+                                          np.full(keep, length)], axis=1).astype(np.int64)
+            self._pending.append(block)
+            self._pending_steps += keep * length
+            if self._pending_steps >= self.chunk_steps:
+                self.flush()
+        return keep
 
     def flush(self) -> None:
         """Write the queued episodes as one chunk, then record it in the manifest (both atomically)."""
         if not self._pending:
             return
-        eps, self._pending, self._pending_steps = self._pending, [], 0
+        blocks, self._pending, self._pending_steps = self._pending, [], 0
         name = f"{len(self.manifest['chunks']):06d}"
         tmp = Path(tempfile.mkdtemp(dir=self.path, prefix=f".{name}."))
-        lengths = np.array([len(e.action) for e in eps])
-        table = np.stack([[e.run for e in eps], [e.episode for e in eps],
-                          np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths], axis=1).astype(np.int64)
+        eps = np.concatenate([b["episodes"] for b in blocks])  # (n, 3): run, episode, length
+        lengths = eps[:, 2]
+        table = np.stack([eps[:, 0], eps[:, 1], np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths], axis=1)
         files = {"episodes": table}
-        for field, dtype in FIELDS.items():
-            files[field] = np.concatenate([np.asarray(getattr(e, field), dtype=dtype) for e in eps])
+        for field in FIELDS:
+            files[field] = np.concatenate([b[field] for b in blocks])
         sizes, sums = {}, {}
         for field, arr in files.items():
             np.save(tmp / f"{field}.npy", arr, allow_pickle=False)
@@ -164,7 +177,7 @@ class HistoryWriter:
             sums[field] = _sha256(tmp / f"{field}.npy")
         tmp.chmod(0o755)
         os.replace(tmp, self.path / name)
-        self.manifest["chunks"].append({"name": name, "steps": int(lengths.sum()), "episodes": len(eps),
+        self.manifest["chunks"].append({"name": name, "steps": int(lengths.sum()), "episodes": len(table),
                                         "sizes": sizes, "sha256": sums})
         _write_json_atomic(self.path / "manifest.json", self.manifest)
         self.steps_written += int(lengths.sum())
@@ -222,6 +235,9 @@ class HistoryReader:
         runs, first = np.unique(self.episodes["run"], return_index=True)
         self._run_first = dict(zip(runs.tolist(), first.tolist(), strict=True))
         self._run_count = dict(zip(runs.tolist(), np.diff(np.append(first, len(order))).tolist(), strict=True))
+        lengths = self.episodes["length"]
+        self._run_steps = {r: np.concatenate([[0], np.cumsum(lengths[f:f + self._run_count[r]])])
+                           for r, f in self._run_first.items()}  # per run: step offset of each recorded episode
 
     @property
     def n_steps(self) -> int:
@@ -269,6 +285,19 @@ class HistoryReader:
         parts = [self.episode(base + i) for i in range(k)]
         return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
 
+    def step_window(self, run: int, start: int, n: int) -> dict[str, np.ndarray]:
+        """``n`` consecutive recorded steps of ``run`` from its ``start``-th recorded step (across episodes)."""
+        offsets = self._run_steps.get(run)
+        if offsets is None or not 0 <= start or start + n > offsets[-1]:
+            total = 0 if offsets is None else int(offsets[-1])
+            raise IndexError(f"run {run} has {total} recorded steps; asked for {start}..{start + n - 1}")
+        first = int(np.searchsorted(offsets, start, side="right") - 1)
+        last = int(np.searchsorted(offsets, start + n, side="left"))
+        parts = [self.episode(self._run_first[run] + i) for i in range(first, last)]
+        joined = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
+        lo = start - int(offsets[first])
+        return {key: v[lo:lo + n] for key, v in joined.items()}
+
     def windows(self, k: int, n: int, seed: int, runs: Sequence[int] | None = None,
                 by_task: bool = False) -> Iterator[dict[str, np.ndarray]]:
         """``n`` windows of ``k`` consecutive recorded episodes, drawn uniformly over all possible windows
@@ -298,13 +327,98 @@ class TabularRecorder:
     def __call__(self, batch: Any) -> None:  # batch: imitlib.tabular.EpisodeBatch
         if batch.episode % self.every:
             return
-        h = batch.actions.shape[1]
-        truncated = np.zeros(h, bool)
-        truncated[-1] = True
-        update = batch.episode * h + np.arange(h)
-        for b, run in enumerate(self.run_ids):
-            self.writer.add(Episode(
-                run=run, episode=batch.episode, obs=batch.observations[b].astype(np.uint8)[:, None],
-                action=batch.actions[b], reward=batch.rewards[b], terminated=np.zeros(h, bool),
-                truncated=truncated, update=update, epsilon=np.full(h, batch.epsilon, np.float32),
-            ))
+        n, h = batch.actions.shape
+        truncated = np.zeros((n, h), bool)
+        truncated[:, -1] = True
+        fields = {
+            "obs": batch.observations.astype(np.uint8)[..., None], "action": batch.actions, "reward": batch.rewards,
+            "terminated": np.zeros((n, h), bool), "truncated": truncated,
+            "update": np.broadcast_to(batch.episode * h + np.arange(h), (n, h)),
+            "epsilon": np.full((n, h), batch.epsilon, np.float32),
+        }
+        self.writer.add_block(self.run_ids, [batch.episode] * n, fields)
+
+
+def context_dataset(reader: HistoryReader, *, episodes: int | None = None, steps: int | None = None,
+                    runs: Sequence[int] | None = None, by_task: bool = False, seed: int = 0,
+                    length: int = 1 << 62) -> Any:
+    """A PyTorch ``IterableDataset`` of context windows: ``episodes`` consecutive recorded episodes, or ``steps``
+    consecutive recorded steps, of one run at a time; endless (up to ``length``) and deterministic for a seed.
+
+    Each item is a dict of tensors of one window; ``torch.utils.data.default_collate`` stacks equal-length
+    windows into a batch. With several DataLoader workers, each worker draws its own stream (seed + worker id).
+    """
+    import torch
+    from torch.utils.data import IterableDataset, get_worker_info
+
+    if (episodes is None) == (steps is None):
+        raise ValueError("give exactly one of episodes= (whole episodes) or steps= (fixed-length windows)")
+
+    class ContextWindows(IterableDataset):
+        def __iter__(self) -> Iterator[dict[str, Any]]:
+            info = get_worker_info()
+            stream = seed if info is None else seed * 1000 + info.id
+            if episodes is not None:
+                source = reader.windows(k=episodes, n=length, seed=stream, runs=runs, by_task=by_task)
+            else:
+                source = _step_windows(reader, steps, length, stream, runs, by_task)
+            for window in source:
+                yield {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in window.items()}
+
+    return ContextWindows()
+
+
+def _step_windows(reader: HistoryReader, n_steps: int, n: int, seed: int, runs: Sequence[int] | None,
+                  by_task: bool) -> Iterator[dict[str, np.ndarray]]:
+    """Uniform (over windows, or over runs first) ``n_steps``-step windows."""
+    pool = [r for r in (runs if runs is not None else reader.runs()) if reader._run_steps[r][-1] >= n_steps]
+    if not pool:
+        raise ValueError(f"no run has {n_steps} recorded steps")
+    counts = np.array([reader._run_steps[r][-1] - n_steps + 1 for r in pool], dtype=float)
+    rng = np.random.default_rng(seed)
+    for _ in range(n):
+        i = rng.integers(len(pool)) if by_task else rng.choice(len(pool), p=counts / counts.sum())
+        yield reader.step_window(pool[i], int(rng.integers(counts[i])), n_steps)
+
+
+class DQNRecorder:
+    """Attach to :func:`imitlib.dqn.train` (``Hooks(on_step=recorder.on_step)``): record every k-th episode of
+    every seed. MinAtar frames are bit-packed; ALE observations keep only their newest frame (stacks are
+    rebuilt from consecutive frames). Episodes cut by a segment boundary are recorded as truncated."""
+
+    def __init__(self, writer: HistoryWriter, run_ids: Sequence[int], every: int = 1) -> None:
+        self.writer, self.run_ids, self.every = writer, list(run_ids), every
+        self._open: dict[tuple[int, int], list[tuple]] = {}
+        self._count: dict[int, int] = {}
+
+    @staticmethod
+    def encode(obs: np.ndarray) -> np.ndarray:
+        """``(N, *obs_shape)`` -> ``(N, bytes)``: bit-packed bool frames, or the newest uint8 frame."""
+        n = obs.shape[0]
+        if obs.dtype == np.bool_:
+            return np.packbits(obs.reshape(n, -1), axis=-1)
+        return obs[:, -1].reshape(n, -1)
+
+    def on_step(self, step: Any) -> None:  # step: imitlib.dqn.StepInfo
+        n_seeds, n_envs = step.actions.shape
+        frames = self.encode(step.obs.reshape(n_seeds * n_envs, *step.obs.shape[2:])).reshape(n_seeds, n_envs, -1)
+        for s in range(n_seeds):
+            for e in range(n_envs):
+                rows = self._open.setdefault((s, e), [])
+                rows.append((frames[s, e], step.actions[s, e], step.rewards[s, e], step.terminated[s, e],
+                             step.truncated[s, e], step.updates, step.epsilon))
+                if step.terminated[s, e] or step.truncated[s, e]:
+                    self._finish(s, e)
+
+    def _finish(self, s: int, e: int) -> None:
+        rows = self._open.pop((s, e))
+        index = self._count.get(s, 0)
+        self._count[s] = index + 1
+        if index % self.every:
+            return
+        cols = list(zip(*rows, strict=True))
+        self.writer.add(Episode(
+            run=self.run_ids[s], episode=index, obs=np.stack(cols[0]).astype(np.uint8), action=np.array(cols[1]),
+            reward=np.array(cols[2], np.float32), terminated=np.array(cols[3]), truncated=np.array(cols[4]),
+            update=np.array(cols[5]), epsilon=np.array(cols[6], np.float32),
+        ))

@@ -110,3 +110,51 @@ def test_tabular_recorder_subsamples_and_matches_the_learner(tmp_path):
     assert ep["reward"].sum() == result.returns[3, 1]
     assert ep["update"][0] == 60 and ep["truncated"][-1] and not ep["truncated"][:-1].any()
     assert json.loads((tmp_path / "h" / "manifest.json").read_text())["obs_kind"] == "darkroom"
+
+
+def test_step_windows_cross_episodes_but_not_runs(tmp_path):
+    reader = write(tmp_path / "h", [episode(r, i, length=4, value=r) for r in range(2) for i in range(3)])
+    w = reader.step_window(1, 2, 7)
+    assert len(w["action"]) == 7 and set(w["run"]) == {1}
+    np.testing.assert_array_equal(w["episode"], [0, 0, 1, 1, 1, 1, 2])
+    with pytest.raises(IndexError, match="12 recorded steps"):
+        reader.step_window(0, 8, 5)
+
+
+def test_context_dataset_batches_with_default_collate(tmp_path):
+    import torch
+    from torch.utils.data import DataLoader
+
+    from imitlib.history import context_dataset
+
+    reader = write(tmp_path / "h", [episode(r, i) for r in range(3) for i in range(5)])
+    loader = DataLoader(context_dataset(reader, episodes=2, seed=3, length=8), batch_size=4)
+    batches = list(loader)
+    assert len(batches) == 2 and batches[0]["action"].shape == (4, 10) and batches[0]["obs"].dtype == torch.uint8
+    again = list(DataLoader(context_dataset(reader, episodes=2, seed=3, length=8), batch_size=4))
+    assert all(torch.equal(a["episode"], b["episode"]) for a, b in zip(batches, again, strict=True))
+    steps = next(iter(context_dataset(reader, steps=7, seed=0)))
+    assert steps["action"].shape == (7,)
+    with pytest.raises(ValueError, match="exactly one"):
+        context_dataset(reader)
+
+
+def test_dqn_recorder_writes_the_episodes_the_learner_played(tmp_path):
+    from imitlib.dqn import DQNConfig, Hooks, train
+    from imitlib.history import DQNRecorder
+
+    cfg = DQNConfig(steps=400, segment_steps=200, learning_starts=100, buffer_size=1000, batch_size=8,
+                    train_every=2, target_every=50, eps_decay_steps=300, eval_episodes=1)
+    writer = HistoryWriter(tmp_path / "h", obs_kind="minatar", obs_shape=(10, 10, 4), n_actions=6)
+    recorder = DQNRecorder(writer, run_ids=[7, 8], every=2)
+    run = train(cfg, [0, 1], hooks=Hooks(on_step=recorder.on_step), progress=False)
+    writer.close()
+    reader = HistoryReader(tmp_path / "h", verify=True)
+    finished = run.state.episodes[1]
+    recorded = [reader.episode(i) for i in range(reader.n_episodes) if reader.episodes["run"][i] == 8]
+    assert {int(e["episode"][0]) for e in recorded} == set(range(0, len(recorded) * 2, 2))
+    complete = [e for e in recorded if e["terminated"][-1]]
+    assert complete, "some recorded episodes ended by losing the ball"
+    ended = {(step, ret) for step, ret, _ in finished}
+    assert all(any(ret == float(e["reward"].sum()) for _, ret in ended) for e in complete)
+    assert reader.episode(0)["obs"].shape[1] == 50, "bit-packed MinAtar frames"

@@ -1,0 +1,72 @@
+"""Recording and reading learning histories: overhead, size, read speed, and the full Dark Room dataset.
+
+* ``record_overhead``: batched Q-learning on all 81 goals with the recorder attached vs without, same run
+  (fraction of extra time).
+* ``bytes_per_step``: bytes on disk per recorded step (all fields, manifest included).
+* ``reader_steps_per_s``: steps per second delivered as 4-episode context windows, sampled uniformly.
+* ``darkroom_record_s``: wall time to record the lab-scale Dark Room dataset (81 goals, learning + expert).
+
+    python benchmarks/history_io.py      # last line: one JSON object
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from imitlib import experiments
+from imitlib.history import HistoryReader, HistoryWriter, TabularRecorder
+from imitlib.scale import get_scale
+from imitlib.tabular import q_learning
+
+
+def best_of_interleaved(a, b, repeats: int = 5) -> tuple[float, float]:
+    """Fastest of several timings of each, alternating a and b so both see the same machine conditions."""
+    times: tuple[list[float], list[float]] = ([], [])
+    for _ in range(repeats):
+        for fn, out in ((a, times[0]), (b, times[1])):
+            start = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - start)
+    return min(times[0]), min(times[1])
+
+
+def main() -> None:
+    cfg = experiments.darkroom_histories_config(get_scale("lab"))
+    qcfg = experiments.history_sources(cfg.episodes)[cfg.source]
+    goals = np.repeat(np.arange(81), cfg.runs_per_goal)
+    seeds, runs = np.arange(goals.size), np.arange(goals.size)
+    with tempfile.TemporaryDirectory() as tmp:
+        def recorded() -> None:
+            with HistoryWriter(Path(tmp) / "h", obs_kind="darkroom", obs_shape=(1,), n_actions=5,
+                               mode="overwrite") as writer:
+                q_learning(qcfg, goals, seeds, cfg.episodes, on_episode=TabularRecorder(writer, runs))
+
+        plain, with_recorder = best_of_interleaved(lambda: q_learning(qcfg, goals, seeds, cfg.episodes), recorded)
+        reader = HistoryReader(Path(tmp) / "h")
+        size = sum(f.stat().st_size for f in (Path(tmp) / "h").rglob("*") if f.is_file())
+        bytes_per_step = size / reader.n_steps
+        n_windows, k = 20_000, 4
+        start = time.perf_counter()
+        steps = sum(len(w["action"]) for w in reader.windows(k=k, n=n_windows, seed=0))
+        reader_rate = steps / (time.perf_counter() - start)
+        start = time.perf_counter()
+        experiments.record_darkroom(cfg, Path(tmp) / "dataset")
+        record_s = time.perf_counter() - start
+        total = HistoryReader(Path(tmp) / "dataset" / "learning").n_steps
+    overhead = (with_recorder - plain) / plain
+    print(f"Q-learning on {goals.size} runs x {cfg.episodes} episodes: {plain:.2f} s plain, {with_recorder:.2f} s "
+          f"recording ({100 * overhead:.1f}% overhead)")
+    print(f"{bytes_per_step:.1f} bytes per recorded step; reader: {reader_rate:,.0f} steps/s in {k}-episode windows")
+    print(f"lab Dark Room dataset ({total:,} learning steps + expert episodes, 81 goals): {record_s:.1f} s")
+    print(json.dumps({"record_overhead": round(overhead, 4), "bytes_per_step": round(bytes_per_step, 2),
+                      "reader_steps_per_s": round(reader_rate), "darkroom_record_s": round(record_s, 2),
+                      "recorded_steps": total}))
+
+
+if __name__ == "__main__":
+    main()

@@ -334,6 +334,9 @@ TEACHER_CODE = (
 # Chapter 3: recording learning histories
 
 
+ACTION_NAMES = ("stay", "up", "down", "left", "right")
+
+
 def history_sources(episodes: int) -> dict[str, QLearningConfig]:
     """The two Dark Room source learners whose histories the book records.
 
@@ -446,3 +449,23 @@ def darkroom_histories(cfg: DarkRoomHistories, scale: Scale) -> Path:
     shutil.rmtree(folder, ignore_errors=True)
     os.replace(tmp, folder)
     return folder
+
+
+def source_returns(cfg: DarkRoomHistories) -> tuple[np.ndarray, np.ndarray]:
+    """Re-run the recorded learners (same seeds, so the same runs) measuring what the recording cannot show:
+    behaviour return and greedy return after every episode, each ``(runs, episodes)``."""
+    qcfg = history_sources(cfg.episodes)[cfg.source]
+    goals = np.repeat(np.arange(SIZE * SIZE), cfg.runs_per_goal)
+    seeds = np.stack([np.full(goals.size, cfg.seed), goals, np.tile(np.arange(cfg.runs_per_goal), SIZE * SIZE)], 1)
+    result = q_learning(qcfg, goals, seeds, cfg.episodes, evaluate_greedy=True)
+    return result.returns.T, result.greedy_returns.T
+
+
+def visitation(reader: Any, runs: np.ndarray, first: int, last: int, size: int = SIZE) -> np.ndarray:
+    """How often each cell was visited in recorded episodes ``first..last-1`` of ``runs``, normalised."""
+    counts = np.zeros(size * size)
+    for run in runs:
+        n = min(last, reader.run_episodes(int(run))) - first
+        if n > 0:
+            np.add.at(counts, reader.window(int(run), first, n)["obs"][:, 0].astype(int), 1)
+    return counts / max(counts.sum(), 1)

@@ -422,3 +422,41 @@ class DQNRecorder:
             reward=np.array(cols[2], np.float32), terminated=np.array(cols[3]), truncated=np.array(cols[4]),
             update=np.array(cols[5]), epsilon=np.array(cols[6], np.float32),
         ))
+
+
+def episode_totals(reader: HistoryReader, field: str = "reward") -> np.ndarray:
+    """Per recorded episode (in ``reader.episodes`` order), the sum of ``field``: e.g. the episode's return."""
+    out = np.zeros(reader.n_episodes)
+    starts = reader.episodes["start"]
+    for c, arrays in enumerate(reader._chunks):
+        lo, hi = reader._bounds[c], reader._bounds[c + 1]
+        inside = np.flatnonzero((starts >= lo) & (starts < hi))
+        if inside.size:
+            values = np.asarray(arrays[field], dtype=np.float64)
+            order = np.argsort(starts[inside])
+            sums = np.add.reduceat(values, starts[inside][order] - lo)
+            out[inside[order]] = sums
+    return out
+
+
+def per_run(reader: HistoryReader, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Arrange per-episode ``values`` as ``(runs, recorded episodes)`` (NaN-padded) with the run ids."""
+    runs = np.array(reader.runs())
+    width = max(reader.run_episodes(r) for r in runs)
+    out = np.full((len(runs), width), np.nan)
+    for i, r in enumerate(runs):
+        first = reader._run_first[r]
+        out[i, : reader.run_episodes(r)] = values[first: first + reader.run_episodes(r)]
+    return runs, out
+
+
+def action_shares(reader: HistoryReader, edges: np.ndarray, n_actions: int) -> np.ndarray:
+    """Share of each action among the steps of recorded episodes whose index falls in each ``edges`` bin."""
+    counts = np.zeros((len(edges) - 1, n_actions))
+    for arrays in reader._chunks:
+        table = np.asarray(arrays["episodes"])  # run, episode, start (in chunk), length
+        episode_of_row = np.repeat(table[:, 1], table[:, 3])
+        bins = np.digitize(episode_of_row, edges) - 1
+        ok = (bins >= 0) & (bins < len(edges) - 1)
+        np.add.at(counts, (bins[ok], np.asarray(arrays["action"])[ok].astype(int)), 1)
+    return counts / np.maximum(counts.sum(1, keepdims=True), 1)

@@ -51,3 +51,40 @@ def training_explorer(
     slider.observe(show, names="value")
     show()
     return widgets.VBox([slider, out])
+
+
+def history_scrubber(paths: np.ndarray, returns: np.ndarray, goal: int, *, size: int = 9) -> widgets.Widget:
+    """Slider over the recorded episodes of one run: the path walked in that episode, and where it sits on
+    the run's return curve."""
+    out = widgets.Output()
+    slider = widgets.IntSlider(value=0, min=0, max=len(paths) - 1, description="episode", continuous_update=False)
+
+    def show(change: dict | None = None) -> None:
+        i = slider.value
+        with out:
+            out.clear_output(wait=True)
+            _, (a, b) = plt.subplots(1, 2, figsize=(8, 3.2), layout="constrained",
+                                     gridspec_kw={"width_ratios": [1, 1.6]})
+            draw_path(a, paths[i], goal, size=size, title=f"episode {i}: return {returns[i]:.0f}")
+            b.plot(returns, color=COLORS["learner"], lw=0.8)
+            b.axvline(i, color=COLORS["event"])
+            b.set_xlabel("recorded episode")
+            b.set_ylabel("return")
+            plt.show()
+
+    slider.observe(show, names="value")
+    show()
+    return widgets.VBox([slider, out])
+
+
+def draw_path(ax: plt.Axes, path: np.ndarray, goal: int, *, size: int = 9, title: str = "") -> None:
+    """One Dark Room episode: the cells visited (darker = more often), the route, the goal."""
+    counts = np.bincount(np.asarray(path, dtype=int), minlength=size * size).reshape(size, size)
+    ax.imshow(counts, cmap="Greys", vmin=0, vmax=max(4, counts.max()))
+    rows, cols = np.divmod(np.asarray(path, dtype=int), size)
+    ax.plot(cols, rows, color=COLORS["learner"], lw=1.2, alpha=0.8)
+    ax.plot(goal % size, goal // size, marker="*", color="#ff4d4d", ms=12, mec="black", linestyle="none")
+    ax.set_title(title, fontsize=9)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.grid(False)

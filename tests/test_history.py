@@ -158,3 +158,17 @@ def test_dqn_recorder_writes_the_episodes_the_learner_played(tmp_path):
     ended = {(step, ret) for step, ret, _ in finished}
     assert all(any(ret == float(e["reward"].sum()) for _, ret in ended) for e in complete)
     assert reader.episode(0)["obs"].shape[1] == 50, "bit-packed MinAtar frames"
+
+
+def test_episode_totals_and_per_run(tmp_path):
+    from imitlib.history import episode_totals, per_run
+
+    eps = [episode(r, i, length=3 + r) for r in range(2) for i in range(3)]
+    reader = write(tmp_path / "h", eps, chunk_steps=8)
+    totals = episode_totals(reader, "reward")
+    np.testing.assert_array_equal(totals, np.ones(6))
+    lengths = episode_totals(reader, "truncated")
+    assert lengths.sum() == 6
+    runs, table = per_run(reader, episode_totals(reader, "update"))
+    assert runs.tolist() == [0, 1] and table.shape == (2, 3)
+    assert table[1, 2] == sum(200 + np.arange(4))

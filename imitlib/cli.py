@@ -51,8 +51,16 @@ def cmd_record(args: argparse.Namespace) -> int:
     from imitlib.history import HistoryReader
 
     scale = get_scale(args.scale)
-    if args.what != "darkroom":
-        raise SystemExit(f"unknown dataset {args.what!r}: valid is darkroom (MinAtar histories come next)")
+    if args.what == "minatar":
+        exp = experiments.teacher_experiment(scale, env_id=args.env)
+        key = experiments.artifacts.config_hash("minatar_histories", exp, scale.name)
+        folder = experiments.artifacts.results_root().parent / "data" / (
+            f"{exp.dqn.env_id.replace('/', '_')}-{scale.name}-{key}")
+        timings = experiments.record_minatar(exp, folder, every=args.every)
+        print(HistoryReader(folder / "learning").summary())
+        print(HistoryReader(folder / "expert").summary())
+        print(f"recorded in {timings['total_seconds'] / 60:.1f} min")
+        return 0
     for source in args.source:
         cfg = experiments.darkroom_histories_config(scale, source)
         folder = experiments.darkroom_histories(cfg, scale)
@@ -81,7 +89,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(fn=cmd_teacher)
     p = sub.add_parser("record", help="chapter 3: record learning histories")
-    p.add_argument("what", choices=["darkroom"], help="which dataset")
+    p.add_argument("what", choices=["darkroom", "minatar"], help="which dataset")
+    p.add_argument("--env", default=None, help="minatar: game id (default: the scale's teacher game)")
+    p.add_argument("--every", type=int, default=10, help="minatar: record every k-th episode")
     p.add_argument("--source", nargs="+", default=["knowledge", "epsilon"], choices=["knowledge", "epsilon"])
     p.add_argument("--scale", default=None, help="ci, lab or full (default: $IMITLIB_SCALE or lab)")
     p.set_defaults(fn=cmd_record)

@@ -698,13 +698,13 @@ def steps_per_second(run: DQNRun) -> float:
 
 
 def play(net: nn.Module, cfg: DQNConfig, spec: GameSpec, *, seed: int, epsilon: float = 0.05,
-         max_steps: int = 2_000) -> tuple[np.ndarray, np.ndarray, float]:
-    """One episode of a single trained network: its observations ``(T, ...)``, actions ``(T,)`` and raw return."""
+         max_steps: int = 2_000) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One episode of a single trained network: its observations ``(T, ...)``, actions and raw rewards ``(T,)``."""
     env = make_vec_env(cfg.env_id, 1, sticky=cfg.sticky, full_action_space=cfg.full_action_space,
                        channels=cfg.channels)
     rng = np.random.default_rng([seed, 4])
     obs, _ = env.reset(seed=[seed])
-    frames, actions, total = [], [], 0.0
+    frames, actions, rewards = [], [], []
     with torch.no_grad():
         for _ in range(max_steps):
             greedy = int(net(preprocess(spec, torch.as_tensor(obs))).argmax(-1)[0])
@@ -712,8 +712,8 @@ def play(net: nn.Module, cfg: DQNConfig, spec: GameSpec, *, seed: int, epsilon: 
             frames.append(obs[0])
             actions.append(action)
             obs, reward, terminated, truncated, _ = env.step(np.array([action]))
-            total += float(reward[0])
+            rewards.append(float(reward[0]))
             if terminated[0] or truncated[0]:
                 break
     env.close()
-    return np.stack(frames), np.array(actions), total
+    return np.stack(frames), np.array(actions), np.array(rewards, np.float32)

@@ -469,3 +469,42 @@ def visitation(reader: Any, runs: np.ndarray, first: int, last: int, size: int =
         if n > 0:
             np.add.at(counts, reader.window(int(run), first, n)["obs"][:, 0].astype(int), 1)
     return counts / max(counts.sum(), 1)
+
+
+def record_minatar(exp: TeacherExperiment, folder: Path, every: int = 10, expert_episodes: int = 20,
+                   expert_epsilon: float = 0.05, progress: bool = True) -> dict[str, Any]:
+    """Train the teachers with a recorder attached (every ``every``-th episode of each seed goes to
+    ``folder/learning``), then record ``expert_episodes`` per seed of each final teacher in ``folder/expert``.
+
+    Training is deterministic, so these are the same teachers ``teacher_artifact`` trains with the same
+    experiment; the history is recorded while they learn rather than reconstructed afterwards.
+    """
+    import time
+
+    from imitlib.history import DQNRecorder, Episode, HistoryWriter
+
+    spec = imitlib.envs.games.game_spec(exp.dqn.env_id, full_action_space=exp.dqn.full_action_space,
+                                        channels=exp.dqn.channels)
+    meta = {"teacher": artifacts.to_jsonable(exp), "every": every}
+    start = time.perf_counter()
+    with HistoryWriter(folder / "learning", obs_kind=spec.kind, obs_shape=spec.obs_shape, n_actions=spec.n_actions,
+                       mode="overwrite", meta=meta) as writer:
+        for i, seed in enumerate(exp.seeds):
+            writer.set_run(i, game=exp.dqn.env_id, seed=seed)
+        recorder = DQNRecorder(writer, range(len(exp.seeds)), every=every)
+        run = imitlib.dqn.train(exp.dqn, exp.seeds, hooks=imitlib.dqn.Hooks(on_step=recorder.on_step),
+                                progress=progress)
+    learning_seconds = time.perf_counter() - start
+    with HistoryWriter(folder / "expert", obs_kind=spec.kind, obs_shape=spec.obs_shape, n_actions=spec.n_actions,
+                       mode="overwrite", meta={**meta, "expert_epsilon": expert_epsilon}) as writer:
+        for i, seed in enumerate(exp.seeds):
+            writer.set_run(i, game=exp.dqn.env_id, seed=seed)
+            net = run.q.online.single(i)
+            for k in range(expert_episodes):
+                frames, actions, rewards = imitlib.dqn.play(net, exp.dqn, spec, seed=seed * 1000 + k,
+                                                            epsilon=expert_epsilon, max_steps=10_000)
+                t = len(actions)
+                writer.add(Episode(run=i, episode=k, obs=DQNRecorder.encode(frames), action=actions,
+                                   reward=rewards, terminated=np.arange(t) == t - 1, truncated=np.zeros(t, bool),
+                                   update=np.full(t, run.state.updates), epsilon=np.full(t, expert_epsilon)))
+    return {"learning_seconds": learning_seconds, "total_seconds": time.perf_counter() - start}

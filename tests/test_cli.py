@@ -20,3 +20,10 @@ def test_unknown_scale_is_a_usage_error(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["tabular", "--scale", "galactic"])
     assert exc.value.code == 2 and "valid scales are ci, lab, full" in capsys.readouterr().err
+
+
+def test_record_darkroom_at_ci_scale(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("IMITLIB_RESULTS", str(tmp_path / "results"))
+    assert main(["record", "darkroom", "--scale", "ci", "--source", "epsilon"]) == 0
+    out = capsys.readouterr().out
+    assert "81 runs" in out and "learning" in out and "expert" in out

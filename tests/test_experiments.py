@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from imitlib import experiments
 from imitlib.experiments import (
@@ -50,3 +51,23 @@ def test_showcase_matches_the_batched_run_of_the_same_seed():
     exp = TabularExperiment(seeds=2, goals=3, episodes=20, switch_episodes=15, showcase_snapshots=5)
     a, b = experiments.showcase_run(exp), experiments.showcase_run(exp)
     np.testing.assert_array_equal(a["showcase_values"], b["showcase_values"])
+
+
+def test_darkroom_histories_split_and_sources(tmp_path, monkeypatch):
+    from imitlib.history import HistoryReader
+
+    monkeypatch.setenv("IMITLIB_RESULTS", str(tmp_path / "results"))
+    cfg = experiments.DarkRoomHistories(source="epsilon", runs_per_goal=1, episodes=20, every=5)
+    train, held_out = experiments.goal_split(cfg)
+    assert len(train) == 65 and len(held_out) == 16 and not set(train) & set(held_out)
+    folder = experiments.darkroom_histories(cfg, get_scale("ci"))
+    learning = HistoryReader(folder / "learning", verify=True)
+    assert learning.n_episodes == 81 * 4 and learning.manifest["meta"]["held_out_goals"] == held_out.tolist()
+    assert learning.task(5)["split"] == ("train" if 5 in train else "held_out")
+    expert = HistoryReader(folder / "expert")
+    assert expert.n_episodes == 81 * cfg.expert_episodes
+    behaviour, greedy = experiments.source_returns(cfg)
+    assert behaviour.shape == greedy.shape == (81, 20)
+    with pytest.raises(ValueError, match="source must be one of"):
+        experiments.record_darkroom(experiments.DarkRoomHistories(source="magic", runs_per_goal=1, episodes=2),
+                                    tmp_path / "x")

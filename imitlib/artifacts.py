@@ -134,7 +134,8 @@ def code_hash(code: Sequence[ModuleType | type | Callable[..., Any]]) -> str:
     return h.hexdigest()[:12]
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB blocks."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -165,7 +166,7 @@ def save(folder: Path, data: Mapping[str, np.ndarray], provenance: dict[str, Any
     if bad:
         raise TypeError(f"artifact arrays must not be object arrays (no pickle): {bad}")
     atomic_write_bytes(folder / "data.npz", lambda f: np.savez_compressed(f, **arrays))
-    provenance = {**provenance, "sha256": _sha256(folder / "data.npz")}
+    provenance = {**provenance, "sha256": sha256_file(folder / "data.npz")}
     text = json.dumps(provenance, indent=2, sort_keys=True).encode()
     atomic_write_bytes(folder / "provenance.json", lambda f: f.write(text))
 
@@ -180,7 +181,7 @@ def load(folder: Path) -> Artifact:
         raise ArtifactError(f"{prov_path}: unreadable provenance ({err}); {fix}") from err
     if not data_path.exists():
         raise ArtifactError(f"{data_path}: missing although {prov_path.name} exists; {fix}")
-    digest = _sha256(data_path)
+    digest = sha256_file(data_path)
     if digest != provenance.get("sha256"):
         raise ArtifactError(
             f"{data_path}: checksum {digest[:12]} does not match the recorded "
@@ -238,7 +239,7 @@ def cached(
     if scale == "ci":
         return Artifact(data=data, provenance=provenance, path=None, loaded=False)
     save(folder, data, provenance)
-    return Artifact(data=data, provenance={**provenance, "sha256": _sha256(folder / "data.npz")},
+    return Artifact(data=data, provenance={**provenance, "sha256": sha256_file(folder / "data.npz")},
                     path=folder, loaded=False)
 
 

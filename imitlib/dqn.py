@@ -30,8 +30,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import os
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -42,6 +40,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from imitlib.artifacts import atomic_write_bytes
 from imitlib.envs.games import GameSpec, game_spec, make_vec_env
 
 CHECKPOINT = "checkpoint.pt"
@@ -615,15 +614,7 @@ def _save_checkpoint(path: Path, cfg: DQNConfig, seeds: tuple[int, ...], spec: G
         "optim": optim.state_dict(),
         "buffer": buffer.state(),
     }
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(blob, tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, lambda f: torch.save(blob, f))
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:

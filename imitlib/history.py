@@ -20,7 +20,6 @@ range and a window of K episodes of one run is K slices.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -31,6 +30,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from imitlib.artifacts import atomic_write_bytes, sha256_file
 
 FORMAT_VERSION = 1
 FIELDS = {  # name -> dtype; obs is (steps, obs_bytes) uint8, every other field is (steps,)
@@ -64,22 +65,9 @@ class Episode:
     epsilon: np.ndarray  # its exploration rate then
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _write_json_atomic(path: Path, obj: dict[str, Any]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(json.dumps(obj))  # no indent: the C encoder is many times faster
-        f.flush()
-        os.fsync(f.fileno())
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+    text = json.dumps(obj).encode()  # no indent: the C encoder is many times faster
+    atomic_write_bytes(path, lambda f: f.write(text))
 
 
 class HistoryWriter:
@@ -174,7 +162,7 @@ class HistoryWriter:
         for field, arr in files.items():
             np.save(tmp / f"{field}.npy", arr, allow_pickle=False)
             sizes[field] = (tmp / f"{field}.npy").stat().st_size
-            sums[field] = _sha256(tmp / f"{field}.npy")
+            sums[field] = sha256_file(tmp / f"{field}.npy")
         tmp.chmod(0o755)
         os.replace(tmp, self.path / name)
         self.manifest["chunks"].append({"name": name, "steps": int(lengths.sum()), "episodes": len(table),
@@ -217,7 +205,7 @@ class HistoryReader:
                 if file.stat().st_size != chunk["sizes"][field]:
                     raise HistoryError(f"{file}: {file.stat().st_size} bytes, the manifest says "
                                        f"{chunk['sizes'][field]} (truncated or corrupted; re-record it)")
-                if verify and _sha256(file) != chunk["sha256"][field]:
+                if verify and sha256_file(file) != chunk["sha256"][field]:
                     raise HistoryError(f"{file}: checksum does not match the manifest (corrupted; re-record it)")
                 try:
                     arrays[field] = np.load(file, mmap_mode="r", allow_pickle=False)

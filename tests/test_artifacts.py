@@ -75,7 +75,7 @@ def test_garbage_with_matching_checksum_is_still_refused(tmp_path):
     art = cached("demo", Cfg(), compute, scale="lab", root=tmp_path)
     (art.path / "data.npz").write_bytes(b"not a zip file")
     prov = json.loads((art.path / "provenance.json").read_text())
-    prov["sha256"] = artifacts._sha256(art.path / "data.npz")
+    prov["sha256"] = artifacts.sha256_file(art.path / "data.npz")
     (art.path / "provenance.json").write_text(json.dumps(prov))
     with pytest.raises(ArtifactError, match=r"not a readable \.npz"):
         artifacts.load(art.path)

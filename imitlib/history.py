@@ -7,10 +7,11 @@ need nothing beyond numpy, open memory-mapped (a context window reads only its o
 append by adding a folder, and contain no pickle. Compression buys little here: observations are already compact
 (a Dark Room cell is one byte; a MinAtar frame is bit-packed into 50 bytes), so a chunk is stored as is.
 
-**Crash safety.** Episodes are buffered in memory and written a chunk at a time: the chunk folder is written under
-a temporary name and renamed, then the manifest (which lists chunks with their sizes and SHA-256) is replaced
-atomically. A recording interrupted anywhere leaves every chunk the manifest lists readable; ``HistoryReader``
-says how many steps and episodes were kept. Opening an existing history for writing is refused unless
+**Crash safety.** Episodes are buffered in memory and written a chunk at a time, on a background thread so
+the learner keeps computing (at most one chunk in flight): the chunk folder is written under a temporary name
+and renamed, then the manifest (which lists chunks with their file sizes and the SHA-256 of each array's data)
+is replaced atomically. A recording interrupted anywhere leaves every chunk the manifest lists readable;
+``HistoryReader`` says how many steps and episodes were kept. Opening an existing history for writing is refused unless
 ``mode="append"`` or ``mode="overwrite"`` says what to do with it. A truncated or corrupted chunk raises
 :class:`HistoryError` naming the file.
 
@@ -20,18 +21,21 @@ range and a window of K episodes of one run is K slices.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from imitlib.artifacts import atomic_write_bytes, sha256_file
+from imitlib.artifacts import atomic_write_bytes
 
 FORMAT_VERSION = 1
 FIELDS = {  # name -> dtype; obs is (steps, obs_bytes) uint8, every other field is (steps,)
@@ -109,14 +113,19 @@ class HistoryWriter:
                 "n_actions": n_actions, "runs": {}, "chunks": [], "meta": meta or {},
             }
             _write_json_atomic(manifest, self.manifest)
-        self._pending: list[Episode] = []
+        self._pending: list[dict[str, np.ndarray]] = []
         self._pending_steps = 0
-        self.steps_written = sum(c["steps"] for c in self.manifest["chunks"])
+        self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="history-writer")  # one: chunks stay in order
+        self._last: Future | None = None
+        self._lock = threading.Lock()  # the manifest is written by the writer thread
+        self.steps_written = sum(c["steps"] for c in self.manifest["chunks"])  # flushed (written or being written)
+        self._chunks_submitted = len(self.manifest["chunks"])
         self.dropped_episodes = 0
 
     def set_run(self, run: int, **task: Any) -> None:
         """Describe a run (its goal or game, its seed, ...): stored in the manifest."""
-        self.manifest["runs"][str(run)] = task
+        with self._lock:
+            self.manifest["runs"][str(run)] = task
 
     def add(self, episode: Episode) -> bool:
         """Queue one episode; returns False (and drops it) once the size cap is reached."""
@@ -145,12 +154,21 @@ class HistoryWriter:
                 self.flush()
         return keep
 
-    def flush(self) -> None:
-        """Write the queued episodes as one chunk, then record it in the manifest (both atomically)."""
-        if not self._pending:
-            return
-        blocks, self._pending, self._pending_steps = self._pending, [], 0
-        name = f"{len(self.manifest['chunks']):06d}"
+    def flush(self, wait: bool = False) -> None:
+        """Hand the queued episodes to the writer thread as one chunk; ``wait`` until it is on disk."""
+        if self._last is not None:
+            self._last.result()  # one chunk in flight at most; a failed write re-raises here
+        if self._pending:
+            blocks, self._pending = self._pending, []
+            self.steps_written += self._pending_steps
+            self._pending_steps = 0
+            self._last = self._io.submit(self._write_chunk, blocks, f"{self._chunks_submitted:06d}")
+            self._chunks_submitted += 1
+        if wait and self._last is not None:
+            self._last.result()
+
+    def _write_chunk(self, blocks: list[dict[str, np.ndarray]], name: str) -> None:
+        """Write one chunk folder under a temporary name, rename it, then record it in the manifest."""
         tmp = Path(tempfile.mkdtemp(dir=self.path, prefix=f".{name}."))
         eps = np.concatenate([b["episodes"] for b in blocks])  # (n, 3): run, episode, length
         lengths = eps[:, 2]
@@ -162,16 +180,18 @@ class HistoryWriter:
         for field, arr in files.items():
             np.save(tmp / f"{field}.npy", arr, allow_pickle=False)
             sizes[field] = (tmp / f"{field}.npy").stat().st_size
-            sums[field] = sha256_file(tmp / f"{field}.npy")
+            sums[field] = hashlib.sha256(memoryview(np.ascontiguousarray(arr)).cast("B")).hexdigest()
         tmp.chmod(0o755)
         os.replace(tmp, self.path / name)
-        self.manifest["chunks"].append({"name": name, "steps": int(lengths.sum()), "episodes": len(table),
-                                        "sizes": sizes, "sha256": sums})
-        _write_json_atomic(self.path / "manifest.json", self.manifest)
-        self.steps_written += int(lengths.sum())
+        with self._lock:
+            self.manifest["chunks"].append({"name": name, "steps": int(lengths.sum()), "episodes": len(table),
+                                            "sizes": sizes, "sha256": sums})
+            _write_json_atomic(self.path / "manifest.json", self.manifest)
 
     def close(self) -> None:
-        self.flush()
+        """Write what is queued, wait for the writer thread, and leave a complete manifest."""
+        self.flush(wait=True)
+        self._io.shutdown(wait=True)
         _write_json_atomic(self.path / "manifest.json", self.manifest)
 
     def __enter__(self) -> HistoryWriter:
@@ -205,12 +225,13 @@ class HistoryReader:
                 if file.stat().st_size != chunk["sizes"][field]:
                     raise HistoryError(f"{file}: {file.stat().st_size} bytes, the manifest says "
                                        f"{chunk['sizes'][field]} (truncated or corrupted; re-record it)")
-                if verify and sha256_file(file) != chunk["sha256"][field]:
-                    raise HistoryError(f"{file}: checksum does not match the manifest (corrupted; re-record it)")
                 try:
                     arrays[field] = np.load(file, mmap_mode="r", allow_pickle=False)
                 except ValueError as err:
                     raise HistoryError(f"{file}: unreadable ({err}); re-record it") from err
+                data = memoryview(np.ascontiguousarray(arrays[field])).cast("B")
+                if verify and hashlib.sha256(data).hexdigest() != chunk["sha256"][field]:
+                    raise HistoryError(f"{file}: checksum does not match the manifest (corrupted; re-record it)")
             table = np.array(arrays["episodes"])
             table[:, 2] += offset
             tables.append(table)

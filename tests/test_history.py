@@ -60,14 +60,27 @@ def test_refuses_to_overwrite_unless_told(tmp_path):
         HistoryWriter(tmp_path / "h", obs_kind="other", obs_shape=(2,), n_actions=5, mode="append")
 
 
-def test_interrupted_recording_keeps_every_flushed_chunk(tmp_path):
-    w = HistoryWriter(tmp_path / "h", obs_kind="test", obs_shape=(2,), n_actions=5, chunk_steps=10)
-    for i in range(7):  # 35 steps: three chunks flushed, one episode still pending
-        w.add(episode(0, i))
-    del w  # "killed": no close()
-    reader = HistoryReader(tmp_path / "h")
-    assert reader.n_steps == 30 and reader.n_episodes == 6
-    assert "30 steps in 6 episodes" in reader.summary()
+def test_a_killed_recording_keeps_every_chunk_the_manifest_lists(tmp_path):
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(f"""
+        import os, signal
+        import numpy as np
+        from imitlib.history import Episode, HistoryWriter
+        w = HistoryWriter({str(tmp_path / "h")!r}, obs_kind="test", obs_shape=(2,), n_actions=5, chunk_steps=10)
+        for i in range(9):  # 45 steps: four chunks handed to the writer, one episode still queued
+            w.add(Episode(run=0, episode=i, obs=np.zeros((5, 2), np.uint8), action=np.zeros(5), reward=np.zeros(5),
+                          terminated=np.zeros(5, bool), truncated=np.zeros(5, bool), update=np.zeros(5),
+                          epsilon=np.zeros(5)))
+        os.kill(os.getpid(), signal.SIGKILL)  # no close(), no flush, no interpreter shutdown
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True)
+    assert result.returncode != 0
+    reader = HistoryReader(tmp_path / "h", verify=True)
+    assert reader.n_steps % 10 == 0 and 10 <= reader.n_steps <= 40
+    assert f"{reader.n_steps} steps in {reader.n_steps // 5} episodes" in reader.summary()
 
 
 def test_damaged_files_are_named(tmp_path):

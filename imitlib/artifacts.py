@@ -1,6 +1,7 @@
 """Load-if-present / compute-and-save for expensive results, with provenance.
 
-An artifact is a dict of numpy arrays saved as ``data.npz`` (no pickle) beside ``provenance.json``
+An artifact is a dict of numpy arrays saved as ``data.npz`` (no pickle; split into ``data-1.npz``, ... so that no
+file exceeds a few MB, which keeps every file in git small) beside ``provenance.json``
 (config, imitlib version and git commit, date, scale, compute time, SHA-256 of the data). Its folder
 is ``results/<name>/<scale>-<config hash>/``, so changing any config value computes a new artifact
 instead of silently loading a stale one. Writes are atomic (temporary file, then rename), so an
@@ -159,39 +160,62 @@ def atomic_write_bytes(path: Path, write: Callable[[Any], None]) -> None:
         raise
 
 
-def save(folder: Path, data: Mapping[str, np.ndarray], provenance: dict[str, Any]) -> None:
-    """Store arrays and provenance atomically; the checksum ties the two together."""
+SHARD_BYTES = 4 << 20  # uncompressed bytes per data file, at most (a single larger array gets a file of its own)
+
+
+def _shards(arrays: dict[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
+    """Group arrays, in order, into files of at most SHARD_BYTES each."""
+    shards: list[dict[str, np.ndarray]] = [{}]
+    for key, arr in arrays.items():
+        if shards[-1] and sum(a.nbytes for a in shards[-1].values()) + arr.nbytes > SHARD_BYTES:
+            shards.append({})
+        shards[-1][key] = arr
+    return shards
+
+
+def save(folder: Path, data: Mapping[str, np.ndarray], provenance: dict[str, Any]) -> dict[str, Any]:
+    """Store arrays and provenance atomically; checksums tie the two together. Returns the provenance written."""
     arrays = {k: np.asarray(v) for k, v in data.items()}
     bad = [k for k, v in arrays.items() if v.dtype == object]
     if bad:
         raise TypeError(f"artifact arrays must not be object arrays (no pickle): {bad}")
-    atomic_write_bytes(folder / "data.npz", lambda f: np.savez_compressed(f, **arrays))
-    provenance = {**provenance, "sha256": sha256_file(folder / "data.npz")}
+    files = {}
+    for i, shard in enumerate(_shards(arrays)):
+        name = "data.npz" if i == 0 else f"data-{i}.npz"
+        atomic_write_bytes(folder / name, lambda f, shard=shard: np.savez_compressed(f, **shard))
+        files[name] = sha256_file(folder / name)
+    provenance = {k: v for k, v in provenance.items() if k not in ("sha256", "files")}
+    provenance = {**provenance, "files": files}
     text = json.dumps(provenance, indent=2, sort_keys=True).encode()
     atomic_write_bytes(folder / "provenance.json", lambda f: f.write(text))
+    return provenance
 
 
 def load(folder: Path) -> Artifact:
     """Read an artifact, refusing one whose data is truncated, corrupted or does not match provenance."""
-    data_path, prov_path = folder / "data.npz", folder / "provenance.json"
+    prov_path = folder / "provenance.json"
     fix = f"delete {folder} to recompute it"
     try:
         provenance = json.loads(prov_path.read_text())
     except (OSError, json.JSONDecodeError) as err:
         raise ArtifactError(f"{prov_path}: unreadable provenance ({err}); {fix}") from err
-    if not data_path.exists():
-        raise ArtifactError(f"{data_path}: missing although {prov_path.name} exists; {fix}")
-    digest = sha256_file(data_path)
-    if digest != provenance.get("sha256"):
-        raise ArtifactError(
-            f"{data_path}: checksum {digest[:12]} does not match the recorded "
-            f"{str(provenance.get('sha256'))[:12]} (file truncated or corrupted); {fix}"
-        )
-    try:
-        with np.load(data_path, allow_pickle=False) as z:
-            data = {k: z[k] for k in z.files}
-    except (OSError, ValueError, zipfile.BadZipFile) as err:
-        raise ArtifactError(f"{data_path}: not a readable .npz ({err}); {fix}") from err
+    files = provenance.get("files") or {"data.npz": provenance.get("sha256")}  # older artifacts: one file
+    data: dict[str, np.ndarray] = {}
+    for name, recorded in files.items():
+        data_path = folder / name
+        if not data_path.exists():
+            raise ArtifactError(f"{data_path}: missing although {prov_path.name} lists it; {fix}")
+        digest = sha256_file(data_path)
+        if digest != recorded:
+            raise ArtifactError(
+                f"{data_path}: checksum {digest[:12]} does not match the recorded "
+                f"{str(recorded)[:12]} (file truncated or corrupted); {fix}"
+            )
+        try:
+            with np.load(data_path, allow_pickle=False) as z:
+                data.update({k: z[k] for k in z.files})
+        except (OSError, ValueError, zipfile.BadZipFile) as err:
+            raise ArtifactError(f"{data_path}: not a readable .npz ({err}); {fix}") from err
     return Artifact(data=data, provenance=provenance, path=folder, loaded=True)
 
 
@@ -238,9 +262,7 @@ def cached(
     }
     if scale == "ci":
         return Artifact(data=data, provenance=provenance, path=None, loaded=False)
-    save(folder, data, provenance)
-    return Artifact(data=data, provenance={**provenance, "sha256": sha256_file(folder / "data.npz")},
-                    path=folder, loaded=False)
+    return Artifact(data=data, provenance=save(folder, data, provenance), path=folder, loaded=False)
 
 
 def stored(name: str, scale: str | None = None, root: Path | None = None) -> list[Artifact]:

@@ -75,7 +75,7 @@ def test_garbage_with_matching_checksum_is_still_refused(tmp_path):
     art = cached("demo", Cfg(), compute, scale="lab", root=tmp_path)
     (art.path / "data.npz").write_bytes(b"not a zip file")
     prov = json.loads((art.path / "provenance.json").read_text())
-    prov["sha256"] = artifacts.sha256_file(art.path / "data.npz")
+    prov["files"]["data.npz"] = artifacts.sha256_file(art.path / "data.npz")
     (art.path / "provenance.json").write_text(json.dumps(prov))
     with pytest.raises(ArtifactError, match=r"not a readable \.npz"):
         artifacts.load(art.path)
@@ -113,3 +113,16 @@ def test_changed_code_loads_with_a_warning(tmp_path):
     with pytest.warns(StaleArtifactWarning, match="IMITLIB_RECOMPUTE"):
         old = cached("demo", Cfg(), compute, scale="lab", code=(artifacts, stats), root=tmp_path)
     assert old.stale and len(calls) == 1 and "has changed since" in old.provenance_markdown()
+
+
+def test_large_artifacts_are_split_into_small_files(tmp_path, monkeypatch):
+    monkeypatch.setattr(artifacts, "SHARD_BYTES", 1000)
+    data = {f"a{i}": np.full(200, i, np.float32) for i in range(5)}  # 800 bytes each
+    art = cached("big", Cfg(), lambda: data, scale="lab", root=tmp_path)
+    assert sorted(art.provenance["files"]) == ["data-1.npz", "data-2.npz", "data-3.npz", "data-4.npz", "data.npz"]
+    loaded = artifacts.load(art.path)
+    for k, v in data.items():
+        np.testing.assert_array_equal(loaded[k], v)
+    (art.path / "data-3.npz").unlink()
+    with pytest.raises(ArtifactError, match=r"data-3\.npz: missing"):
+        artifacts.load(art.path)

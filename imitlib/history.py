@@ -469,3 +469,17 @@ def action_shares(reader: HistoryReader, edges: np.ndarray, n_actions: int) -> n
         ok = (bins >= 0) & (bins < len(edges) - 1)
         np.add.at(counts, (bins[ok], np.asarray(arrays["action"])[ok].astype(int)), 1)
     return counts / np.maximum(counts.sum(1, keepdims=True), 1)
+
+
+def stats_table(readers: dict[str, HistoryReader]) -> str:
+    """A markdown table of dataset statistics: size, and the mean return early and late in each history."""
+    rows = ["| dataset | runs | recorded episodes | steps | bytes per step | first-10% return | last-10% return |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for label, reader in readers.items():
+        runs, returns = per_run(reader, episode_totals(reader))
+        k = max(1, returns.shape[1] // 10)
+        size = sum(f.stat().st_size for f in reader.path.rglob("*.npy"))
+        early, late = np.nanmean(returns[:, :k]), np.nanmean(returns[:, -k:])
+        rows.append(f"| {label} | {len(runs)} | {reader.n_episodes:,} | {reader.n_steps:,} | "
+                    f"{size / reader.n_steps:.1f} | {early:.2f} | {late:.2f} |")
+    return "\n".join(rows)

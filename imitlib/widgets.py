@@ -3,6 +3,8 @@ because a static HTML page cannot run a Python kernel behind a slider."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
 import numpy as np
@@ -29,52 +31,46 @@ def draw_snapshot(
     ax_curve.set_ylabel("return (behaviour)")
 
 
+def scrubber(n: int, description: str, draw: Callable[[int, plt.Axes, plt.Axes], None]) -> widgets.Widget:
+    """A slider over ``n`` frames; moving it redraws a two-panel figure with ``draw(i, left, right)``."""
+    out = widgets.Output()
+    slider = widgets.IntSlider(value=0, min=0, max=n - 1, description=description, continuous_update=False)
+
+    def show(change: dict | None = None) -> None:
+        with out:
+            out.clear_output(wait=True)
+            _, (a, b) = plt.subplots(1, 2, figsize=(8, 3.2), layout="constrained",
+                                     gridspec_kw={"width_ratios": [1, 1.6]})
+            draw(slider.value, a, b)
+            plt.show()
+
+    slider.observe(show, names="value")
+    show()
+    return widgets.VBox([slider, out])
+
+
 def training_explorer(
     at: np.ndarray, values: np.ndarray, paths: np.ndarray, goals: np.ndarray, returns: np.ndarray,
     *, size: int = 9,
 ) -> widgets.Widget:
     """Slider over training snapshots of one Q-learner: its value map, greedy path, and return curve."""
-    out = widgets.Output()
-    slider = widgets.IntSlider(value=0, min=0, max=len(at) - 1, description="snapshot",
-                               continuous_update=False)
     vmax = float(values.max())
-
-    def show(change: dict | None = None) -> None:
-        i = slider.value
-        with out:
-            out.clear_output(wait=True)
-            _, (a, b) = plt.subplots(1, 2, figsize=(8, 3.2), layout="constrained",
-                                       gridspec_kw={"width_ratios": [1, 1.6]})
-            draw_snapshot(a, b, values[i], paths[i], int(goals[i]), int(at[i]), returns, size=size, vmax=vmax)
-            plt.show()
-
-    slider.observe(show, names="value")
-    show()
-    return widgets.VBox([slider, out])
+    return scrubber(len(at), "snapshot", lambda i, a, b: draw_snapshot(
+        a, b, values[i], paths[i], int(goals[i]), int(at[i]), returns, size=size, vmax=vmax))
 
 
 def history_scrubber(paths: np.ndarray, returns: np.ndarray, goal: int, *, size: int = 9) -> widgets.Widget:
     """Slider over the recorded episodes of one run: the path walked in that episode, and where it sits on
     the run's return curve."""
-    out = widgets.Output()
-    slider = widgets.IntSlider(value=0, min=0, max=len(paths) - 1, description="episode", continuous_update=False)
 
-    def show(change: dict | None = None) -> None:
-        i = slider.value
-        with out:
-            out.clear_output(wait=True)
-            _, (a, b) = plt.subplots(1, 2, figsize=(8, 3.2), layout="constrained",
-                                     gridspec_kw={"width_ratios": [1, 1.6]})
-            draw_path(a, paths[i], goal, size=size, title=f"episode {i}: return {returns[i]:.0f}")
-            b.plot(returns, color=COLORS["learner"], lw=0.8)
-            b.axvline(i, color=COLORS["event"])
-            b.set_xlabel("recorded episode")
-            b.set_ylabel("return")
-            plt.show()
+    def draw(i: int, a: plt.Axes, b: plt.Axes) -> None:
+        draw_path(a, paths[i], goal, size=size, title=f"episode {i}: return {returns[i]:.0f}")
+        b.plot(returns, color=COLORS["learner"], lw=0.8)
+        b.axvline(i, color=COLORS["event"])
+        b.set_xlabel("recorded episode")
+        b.set_ylabel("return")
 
-    slider.observe(show, names="value")
-    show()
-    return widgets.VBox([slider, out])
+    return scrubber(len(paths), "episode", draw)
 
 
 def draw_path(ax: plt.Axes, path: np.ndarray, goal: int, *, size: int = 9, title: str = "") -> None:

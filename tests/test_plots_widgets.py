@@ -37,3 +37,11 @@ def test_training_explorer_builds_and_scrubs():
     slider.value = 2
     assert slider.max == 2
     plt.close("all")
+
+
+def test_history_scrubber_builds_and_scrubs():
+    paths = np.full((4, 20), 40)
+    w = widgets.history_scrubber(paths, np.arange(4.0), goal=3)
+    w.children[0].value = 3
+    assert w.children[0].max == 3
+    plt.close("all")

@@ -53,17 +53,11 @@ def cmd_record(args: argparse.Namespace) -> int:
     scale = get_scale(args.scale)
     if args.what == "minatar":
         exp = experiments.teacher_experiment(scale, env_id=args.env)
-        key = experiments.artifacts.config_hash("minatar_histories", exp, scale.name)
-        folder = experiments.artifacts.results_root().parent / "data" / (
-            f"{exp.dqn.env_id.replace('/', '_')}-{scale.name}-{key}")
-        timings = experiments.record_minatar(exp, folder, every=args.every)
-        print(HistoryReader(folder / "learning").summary())
-        print(HistoryReader(folder / "expert").summary())
-        print(f"recorded in {timings['total_seconds'] / 60:.1f} min")
-        return 0
-    for source in args.source:
-        cfg = experiments.darkroom_histories_config(scale, source)
-        folder = experiments.darkroom_histories(cfg, scale)
+        folders = [experiments.minatar_histories(exp, scale, every=args.every)]
+    else:
+        folders = [experiments.darkroom_histories(experiments.darkroom_histories_config(scale, source), scale)
+                   for source in args.source]
+    for folder in folders:
         print(HistoryReader(folder / "learning").summary())
         print(HistoryReader(folder / "expert").summary())
     return 0

@@ -142,19 +142,8 @@ def showcase_run(exp: TabularExperiment) -> dict[str, np.ndarray]:
 
 
 def greedy_path(q: np.ndarray, size: int = SIZE, horizon: int = HORIZON) -> np.ndarray:
-    """Cells the greedy policy of one table visits from the start (ties -> lowest action)."""
-    from imitlib.envs.darkroom import start_cell, transition_table
-
-    nxt = transition_table(size)
-    cells = [start_cell(size)]
-    for _ in range(horizon):
-        cells.append(int(nxt[cells[-1], int(q[cells[-1]].argmax())]))
-    return np.array(cells)
-
-
-def by_learner(exp: TabularExperiment, array: np.ndarray) -> dict[str, np.ndarray]:
-    """Label a ``(learners, ...)`` result array with the learners' names, for plotting."""
-    return dict(zip((name for name, _ in exp.learners), array, strict=True))
+    """Cells the greedy policy of one table ``(cells, actions)`` visits from the start (ties -> lowest action)."""
+    return imitlib.tabular.greedy_rollouts(q[None], np.zeros(1, np.int64), size, horizon)[0][0]
 
 
 def episodes_to_reach(curves: np.ndarray, level: float, window: int = 10) -> np.ndarray:
@@ -412,43 +401,47 @@ def record_darkroom(cfg: DarkRoomHistories, folder: Path) -> dict[str, Any]:
 
 def _greedy_episodes(q: np.ndarray, goals: np.ndarray, runs: np.ndarray, n: int, writer: Any,
                      cfg: QLearningConfig) -> None:
-    """Episodes of each table's greedy policy (ties -> lowest action), written as blocks."""
-    from imitlib.envs.darkroom import start_cell, transition_table
-
-    nxt = transition_table(cfg.size)
-    b, h = len(runs), cfg.horizon
-    cell = np.full(b, start_cell(cfg.size))
-    obs, act, rew = (np.zeros((b, h), np.int64) for _ in range(3))
-    for t in range(h):
-        obs[:, t] = cell
-        act[:, t] = q[np.arange(b), cell].argmax(1)
-        cell = nxt[cell, act[:, t]]
-        rew[:, t] = cell == goals
+    """``n`` copies of each table's greedy episode, written as blocks."""
+    cells, act, rew = imitlib.tabular.greedy_rollouts(q, goals, cfg.size, cfg.horizon)
+    b, h = act.shape
     truncated = np.zeros((b, h), bool)
     truncated[:, -1] = True
     for i in range(n):
-        writer.add_block(runs, [i] * b, {"obs": obs.astype(np.uint8)[..., None], "action": act, "reward": rew,
-                                         "terminated": np.zeros((b, h), bool), "truncated": truncated,
-                                         "update": np.zeros((b, h), np.int64), "epsilon": np.zeros((b, h))})
+        writer.add_block(runs, [i] * b, {"obs": cells[:, :-1].astype(np.uint8)[..., None], "action": act,
+                                         "reward": rew, "terminated": np.zeros((b, h), bool),
+                                         "truncated": truncated, "update": np.zeros((b, h), np.int64),
+                                         "epsilon": np.zeros((b, h))})
 
 
-def darkroom_histories(cfg: DarkRoomHistories, scale: Scale) -> Path:
-    """The dataset's folder, recorded first if absent (always at ``ci`` scale), with provenance beside it."""
+def recorded_dataset(name: str, cfg: Any, scale: Scale, record: Any) -> Path:
+    """``data/<name>-<scale>-<config hash>``, recorded by ``record(folder)`` first if absent (always at ``ci``
+    scale) into a temporary folder that is renamed when complete, with provenance beside the histories."""
     import json
     import shutil
 
-    key = artifacts.config_hash("darkroom_histories", cfg, scale.name)
-    folder = artifacts.results_root().parent / "data" / f"darkroom-{cfg.source}-{scale.name}-{key}"
+    key = artifacts.config_hash(name, cfg, scale.name)
+    folder = artifacts.results_root().parent / "data" / f"{name}-{scale.name}-{key}"
     if (folder / "provenance.json").exists() and scale.name != "ci":
         return folder
     tmp = folder.with_name(folder.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
-    timings = record_darkroom(cfg, tmp)
+    timings = record(tmp)
     prov = {"config": artifacts.to_jsonable(cfg), "scale": scale.name, "commit": artifacts.git_commit(), **timings}
     (tmp / "provenance.json").write_text(json.dumps(prov, indent=1))
     shutil.rmtree(folder, ignore_errors=True)
     os.replace(tmp, folder)
     return folder
+
+
+def darkroom_histories(cfg: DarkRoomHistories, scale: Scale) -> Path:
+    """Chapter 3's Dark Room dataset folder (``learning/``, ``expert/``), recorded first if absent."""
+    return recorded_dataset(f"darkroom-{cfg.source}", cfg, scale, lambda folder: record_darkroom(cfg, folder))
+
+
+def minatar_histories(exp: TeacherExperiment, scale: Scale, every: int = 10) -> Path:
+    """A MinAtar teacher dataset folder (``learning/``, ``expert/``), recorded first if absent (a full training)."""
+    name = f"{exp.dqn.env_id.replace('/', '_')}-every{every}"
+    return recorded_dataset(name, exp, scale, lambda folder: record_minatar(exp, folder, every=every))
 
 
 def source_returns(cfg: DarkRoomHistories) -> tuple[np.ndarray, np.ndarray]:

@@ -141,6 +141,21 @@ def _greedy_returns(q: np.ndarray, goals: np.ndarray, runs: int, size: int, hori
     return total
 
 
+def greedy_rollouts(q: np.ndarray, goals: np.ndarray, size: int = SIZE,
+                    horizon: int = HORIZON) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One episode of each table's greedy policy (ties -> lowest action): cells ``(B, H + 1)``, actions and
+    rewards ``(B, H)``."""
+    runs = q.shape[0]
+    nxt = transition_table(size)
+    cells = np.zeros((runs, horizon + 1), np.int64)
+    actions = np.zeros((runs, horizon), np.int64)
+    cells[:, 0] = start_cell(size)
+    for t in range(horizon):
+        actions[:, t] = q[np.arange(runs), cells[:, t]].argmax(1)
+        cells[:, t + 1] = nxt[cells[:, t], actions[:, t]]
+    return cells, actions, (cells[:, 1:] == np.asarray(goals)[:, None]).astype(np.float64)
+
+
 def _uniform_blocks(rngs: list[np.random.Generator], episodes: int, horizon: int) -> np.ndarray:
     """Every run's uniforms for the next ``episodes`` episodes, as ``(episodes * horizon, 2, runs)``.
 

@@ -90,3 +90,12 @@ def test_bad_goals_and_seeds_are_refused():
         q_learning(cfg, np.zeros((2, 1), int), [0], 3)
     with pytest.raises(ValueError, match="snapshot_at"):
         q_learning(cfg, [1], [0], 3, snapshot_at=(4,))
+
+
+def test_greedy_rollouts_agree_with_greedy_returns():
+    from imitlib.tabular import greedy_rollouts
+
+    res = q_learning(QLearningConfig(), [3, 70, 40], [0, 1, 2], 40)
+    cells, actions, rewards = greedy_rollouts(res.q, np.array([3, 70, 40]))
+    assert cells.shape == (3, 21) and actions.shape == rewards.shape == (3, 20) and (cells[:, 0] == 40).all()
+    np.testing.assert_array_equal(rewards.sum(1), greedy_returns(res.q, np.array([3, 70, 40])))

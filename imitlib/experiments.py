@@ -146,6 +146,11 @@ def greedy_path(q: np.ndarray, size: int = SIZE, horizon: int = HORIZON) -> np.n
     return imitlib.tabular.greedy_rollouts(q[None], np.zeros(1, np.int64), size, horizon)[0][0]
 
 
+def by_learner(exp: TabularExperiment, array: np.ndarray) -> dict[str, np.ndarray]:
+    """Label a ``(learners, ...)`` result array with the learners' names, for plotting."""
+    return dict(zip((name for name, _ in exp.learners), array, strict=True))
+
+
 def episodes_to_reach(curves: np.ndarray, level: float, window: int = 10) -> np.ndarray:
     """First episode at which each seed's ``window``-episode running mean reaches ``level`` (NaN: never)."""
     kernel = np.ones(window) / window

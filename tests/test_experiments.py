@@ -71,3 +71,9 @@ def test_darkroom_histories_split_and_sources(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="source must be one of"):
         experiments.record_darkroom(experiments.DarkRoomHistories(source="magic", runs_per_goal=1, episodes=2),
                                     tmp_path / "x")
+
+
+def test_by_learner_labels_results():
+    exp = experiments.tabular_experiment(get_scale("ci"))
+    labelled = experiments.by_learner(exp, np.zeros((len(exp.learners), 3, 4)))
+    assert list(labelled) == [name for name, _ in exp.learners] and labelled[exp.learners[0][0]].shape == (3, 4)

@@ -1,0 +1,99 @@
+import numpy as np
+import pytest
+import torch
+
+from imitlib.history import Episode, HistoryReader, HistoryWriter
+from imitlib.imitation import (
+    StudentConfig,
+    darkroom_rollout,
+    game_rollout,
+    load_student,
+    read_checkpoint,
+    train_student,
+)
+from imitlib.transformer import Student, TransformerConfig
+
+TINY = TransformerConfig(block_size=40, n_layer=1, n_head=2, n_embd=32, dropout=0.0, attn_dropout=0.0)
+
+
+@pytest.fixture
+def tiny_history(tmp_path):
+    """Dark Room-shaped episodes whose action is a fixed function of the cell: learnable to 100%."""
+    rng = np.random.default_rng(0)
+    with HistoryWriter(tmp_path / "h", obs_kind="darkroom", obs_shape=(1,), n_actions=5) as w:
+        for run in range(3):
+            for ep in range(6):
+                cells = rng.integers(0, 81, 20)
+                w.add(Episode(run=run, episode=ep, obs=cells[:, None].astype(np.uint8), action=(cells * 7) % 5,
+                              reward=(cells == 40).astype(np.float32), terminated=np.zeros(20, bool),
+                              truncated=np.arange(20) == 19, update=np.zeros(20), epsilon=np.zeros(20)))
+    return HistoryReader(tmp_path / "h")
+
+
+def config(**kw):
+    base = dict(model=TINY, context_episodes=2, updates=300, batch_size=16, lr=3e-3, warmup=20, checkpoint_every=100)
+    return StudentConfig(**{**base, **kw})
+
+
+def test_a_tiny_dataset_is_overfitted_to_full_accuracy(tiny_history):
+    run = train_student(config(), tiny_history, progress=False)
+    assert run.accuracy[-1] == 1.0
+    assert run.loss[-1] < run.loss[0] / 10
+
+
+def test_resume_gives_the_same_weights_and_checkpoints_round_trip(tiny_history, tmp_path):
+    cfg = config(updates=200, lr=1e-3, label_smoothing=0.1, mask_prob=0.2,
+                 model=TransformerConfig(block_size=40, n_layer=1, n_head=2, n_embd=32))  # dropouts on
+    whole = train_student(cfg, tiny_history, run_dir=tmp_path / "a", progress=False)
+    train_student(cfg, tiny_history, run_dir=tmp_path / "b", progress=False, stop_after_chunks=1)
+    assert read_checkpoint(tmp_path / "b" / "student.pt")["updates"] == 100
+    resumed = train_student(cfg, tiny_history, run_dir=tmp_path / "b", progress=False)
+    for (name, a), b in zip(whole.model.state_dict().items(), resumed.model.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
+    assert whole.loss == resumed.loss
+    loaded = load_student(tmp_path / "a" / "student.pt")
+    assert not loaded.training
+    obs = torch.zeros(1, 3, 1, dtype=torch.uint8)
+    pa, pr = torch.zeros(1, 3, dtype=torch.long), torch.zeros(1, 3)
+    torch.testing.assert_close(loaded(obs, pa, pr), whole.model.eval()(obs, pa, pr))
+
+
+def test_a_checkpoint_for_another_config_is_refused(tiny_history, tmp_path):
+    train_student(config(updates=100), tiny_history, run_dir=tmp_path / "a", progress=False)
+    with pytest.raises(ValueError, match=r"another student config.*batch_size"):
+        train_student(config(updates=100, batch_size=8), tiny_history, run_dir=tmp_path / "a", progress=False)
+
+
+def test_lr_schedule_warms_up_then_decays():
+    cfg = config(updates=1000, warmup=100, lr=1e-3, min_lr_ratio=0.1)
+    assert cfg.lr_at(0) == pytest.approx(1e-5) and cfg.lr_at(99) == pytest.approx(1e-3)
+    assert cfg.lr_at(550) == pytest.approx(0.55e-3) and cfg.lr_at(1000) == pytest.approx(1e-4)
+
+
+def test_darkroom_rollout_is_deterministic_and_the_cache_changes_nothing():
+    torch.manual_seed(0)
+    model = Student(TransformerConfig(block_size=60, n_layer=2, n_embd=32)).eval()
+    goals = np.arange(0, 81, 9)
+    a = darkroom_rollout(model, goals, 5, context_episodes=3, seed=3)
+    b = darkroom_rollout(model, goals, 5, context_episodes=3, seed=3)
+    c = darkroom_rollout(model, goals, 5, context_episodes=3, seed=3, use_cache=False)
+    d = darkroom_rollout(model, goals, 5, context_episodes=3, seed=4)
+    np.testing.assert_array_equal(a["cells"], b["cells"])
+    np.testing.assert_array_equal(a["cells"], c["cells"])
+    assert not np.array_equal(a["cells"], d["cells"])
+    assert a["returns"].shape == (9, 5) and (a["cells"][:, :, 0] == 40).all(), "every episode starts in the centre"
+    with pytest.raises(ValueError, match="exceed the model's block_size"):
+        darkroom_rollout(model, goals, 5, context_episodes=4)
+
+
+def test_game_rollout_on_minatar_counts_episodes_and_agreement():
+    torch.manual_seed(0)
+    model = Student(TransformerConfig(obs_kind="minatar", obs_shape=(10, 10, 4), n_actions=6, block_size=16,
+                                      n_layer=1, n_embd=32)).eval()
+    teacher = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(400, 6))
+    out = game_rollout(model, "MinAtar/Breakout-v0", num_envs=2, episodes=2, context_steps=16, seed=0, teacher=teacher)
+    again = game_rollout(model, "MinAtar/Breakout-v0", num_envs=2, episodes=2, context_steps=16, seed=0,
+                         use_cache=False)
+    assert out["returns"].shape == (2, 2) and np.isfinite(out["returns"]).all()
+    np.testing.assert_array_equal(out["returns"], again["returns"])
+    assert 0.0 <= float(out["agreement"]) <= 1.0

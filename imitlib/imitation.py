@@ -274,7 +274,7 @@ def darkroom_rollout(model: Student, goals: Sequence[int] | np.ndarray, episodes
     """Roll the frozen student out on Dark Room, one environment per entry of ``goals``, for ``episodes``
     episodes each, starting from an empty context. Each episode sees the previous ``context_episodes - 1``
     episodes plus itself (exactly the windows it was trained on). Returns ``returns (B, episodes)`` and the
-    ``cells`` visited ``(B, episodes, horizon)``."""
+    ``cells`` visited and ``actions`` taken, ``(B, episodes, horizon)``."""
     from imitlib.envs.darkroom import HORIZON, SIZE, start_cell, transition_table
 
     if context_episodes * HORIZON > model.cfg.block_size:
@@ -288,6 +288,7 @@ def darkroom_rollout(model: Student, goals: Sequence[int] | np.ndarray, episodes
     stream = ContextStream(model, b, 1, episodes * HORIZON, use_cache)
     returns = np.zeros((b, episodes))
     cells = np.zeros((b, episodes, HORIZON), np.uint8)
+    actions = np.zeros((b, episodes, HORIZON), np.uint8)
     for ep in range(episodes):
         stream.restart(max(0, ep - context_episodes + 1) * HORIZON)
         cell = torch.full((b,), start_cell(SIZE), dtype=torch.long)
@@ -295,13 +296,14 @@ def darkroom_rollout(model: Student, goals: Sequence[int] | np.ndarray, episodes
             cells[:, ep, t] = cell.numpy()
             logits = stream.logits(cell[:, None].to(torch.uint8), torch.full((b,), t == 0))
             action = _choose(logits, greedy, gen)
+            actions[:, ep, t] = action.numpy()
             cell = nxt[cell, action]
             reward = (cell == goals_t).float()
             stream.record(action, reward)
             returns[:, ep] += reward.numpy()
         if on_episode is not None:
             on_episode(ep, returns[:, ep])
-    return {"returns": returns, "cells": cells}
+    return {"returns": returns, "cells": cells, "actions": actions}
 
 
 @torch.no_grad()

@@ -47,12 +47,30 @@ class TeacherScale:
 
 
 @dataclass(frozen=True)
+class StudentScale:
+    """Sizes of the transformer students (chapters 4-5): Dark Room ED/AD, and ED on the teacher's game."""
+
+    seeds: int  # training seeds per student kind
+    updates: int  # Dark Room: gradient updates per student
+    batch_size: int  # windows per update
+    n_layer: int
+    n_head: int
+    n_embd: int
+    eval_episodes: int  # Dark Room snapshot test (chapter 4): episodes per rollout
+    icl_episodes: int  # Dark Room in-context test (chapter 5): episodes per rollout, from an empty context
+    game_updates: int  # ED on the teacher's expert episodes
+    game_context_steps: int
+    game_eval_episodes: int  # per environment; 4 environments per student
+
+
+@dataclass(frozen=True)
 class Scale:
     """A named preset: every size an experiment may read."""
 
     name: str
     tabular: TabularScale
     teacher: TeacherScale
+    student: StudentScale
 
 
 PRESETS: dict[str, Scale] = {
@@ -64,6 +82,8 @@ PRESETS: dict[str, Scale] = {
                              eps_end=0.1,
                              eps_decay_steps=2_000, lr=2.5e-4, adam_eps=3.125e-4, segment_steps=1_500,
                              eval_episodes=3),
+        student=StudentScale(seeds=2, updates=60, batch_size=16, n_layer=2, n_head=2, n_embd=32, eval_episodes=6,
+                             icl_episodes=12, game_updates=20, game_context_steps=32, game_eval_episodes=1),
     ),
     "lab": Scale(
         name="lab",
@@ -75,6 +95,11 @@ PRESETS: dict[str, Scale] = {
                              target_every=1_000, eps_end=0.1,
                              eps_decay_steps=100_000, lr=2.5e-4, adam_eps=3.125e-4, segment_steps=50_000,
                              eval_episodes=10),
+        # Algorithm Distillation's Dark Room model (embedding 64, 4 layers, 4 heads); the update budget is what
+        # 2 CPU cores afford (~20 min per student), far below the paper's
+        student=StudentScale(seeds=5, updates=4_000, batch_size=64, n_layer=4, n_head=4, n_embd=64,
+                             eval_episodes=20, icl_episodes=200, game_updates=2_000, game_context_steps=64,
+                             game_eval_episodes=5),
     ),
     "full": Scale(
         name="full",
@@ -86,6 +111,9 @@ PRESETS: dict[str, Scale] = {
                              buffer_size=1_000_000, batch_size=512, train_every=1, learning_starts=80_000,
                              target_every=1_024, eps_end=0.01, eps_decay_steps=1_000_000, lr=1e-4, adam_eps=1e-8,
                              segment_steps=204_800, eval_episodes=10),
+        student=StudentScale(seeds=5, updates=30_000, batch_size=256, n_layer=4, n_head=4, n_embd=64,
+                             eval_episodes=20, icl_episodes=1_000, game_updates=20_000, game_context_steps=128,
+                             game_eval_episodes=10),
     ),
 }
 

@@ -1,6 +1,7 @@
 """``python -m imitlib …``: run any chapter's pipeline headless and store its artifact.
 
     python -m imitlib tabular --scale lab       # chapter 1: Q-learning on Dark Room
+    python -m imitlib student --kind ad         # chapter 4: a Dark Room student (ed or ad)
     python -m imitlib scales                    # what each scale sets
 """
 
@@ -63,6 +64,33 @@ def cmd_record(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_student(args: argparse.Namespace) -> int:
+    """Chapter 4's students: train (resumable under runs/), run the snapshot test, store the artifact, summarise."""
+    scale = get_scale(args.scale)
+    if args.data == "darkroom":
+        exp = experiments.darkroom_students_config(scale, args.kind, source=args.source)
+        print(f"training {len(exp.seeds)} {args.kind.upper()} student(s) on Dark Room ({args.source} histories), "
+              f"{exp.student.updates:,} updates of {exp.student.batch_size} windows each")
+        art = experiments.darkroom_students_artifact(exp, scale)
+        print(art.provenance_markdown().replace("**", ""))
+        for split in ("train", "held_out"):
+            for mode in ("sampled", "greedy"):
+                r = art[f"{split}/{mode}_returns"]
+                print(f"{split} goals, {mode} actions: return {r.mean():.2f} (last episode {r[..., -1].mean():.2f}); "
+                      f"optimal actions {art[f'{split}/{mode}_optimal_share'].mean():.0%}")
+    else:
+        if args.kind != "ed":
+            print("only ED students are trained on the teacher's game (its learning histories are too long for AD)")
+            return 2
+        exp = experiments.game_students_config(scale, env_id=args.env)
+        art = experiments.game_students_artifact(exp, scale)
+        print(art.provenance_markdown().replace("**", ""))
+        print(f"ED student return {np.nanmean(art['returns']):.2f} vs teacher {art['teacher_returns'].mean():.2f}; "
+              f"agreement with the teacher's greedy action {art['agreement'].mean():.0%}")
+    print(f"training wall time per student: {np.round(art['wall_seconds'] / 60, 1).tolist()} min")
+    return 0
+
+
 def cmd_scales(args: argparse.Namespace) -> int:
     """Print every preset as JSON."""
     print(json.dumps({k: dataclasses.asdict(v) for k, v in PRESETS.items()}, indent=2))
@@ -89,6 +117,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--source", nargs="+", default=["knowledge", "epsilon"], choices=["knowledge", "epsilon"])
     p.add_argument("--scale", default=None, help="ci, lab or full (default: $IMITLIB_SCALE or lab)")
     p.set_defaults(fn=cmd_record)
+    p = sub.add_parser("student", help="chapter 4: ED / AD transformer students")
+    p.add_argument("--kind", choices=["ed", "ad"], required=True)
+    p.add_argument("--data", choices=["darkroom", "minatar"], default="darkroom")
+    p.add_argument("--source", choices=["knowledge", "epsilon"], default="knowledge", help="darkroom: histories")
+    p.add_argument("--env", default=None, help="minatar: game id (default: the scale's teacher game)")
+    p.add_argument("--scale", default=None, help="ci, lab or full (default: $IMITLIB_SCALE or lab)")
+    p.set_defaults(fn=cmd_student)
     p = sub.add_parser("scales", help="print the scale presets")
     p.set_defaults(fn=cmd_scales)
     args = parser.parse_args(argv)

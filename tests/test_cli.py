@@ -27,3 +27,10 @@ def test_record_darkroom_at_ci_scale(capsys, tmp_path, monkeypatch):
     assert main(["record", "darkroom", "--scale", "ci", "--source", "epsilon"]) == 0
     out = capsys.readouterr().out
     assert "81 runs" in out and "learning" in out and "expert" in out
+
+
+def test_student_darkroom_at_ci_scale(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("IMITLIB_RESULTS", str(tmp_path / "results"))
+    assert main(["student", "--kind", "ad", "--scale", "ci"]) == 0
+    out = capsys.readouterr().out
+    assert "held_out goals, greedy actions" in out and "optimal actions" in out

@@ -77,3 +77,24 @@ def test_by_learner_labels_results():
     exp = experiments.tabular_experiment(get_scale("ci"))
     labelled = experiments.by_learner(exp, np.zeros((len(exp.learners), 3, 4)))
     assert list(labelled) == [name for name, _ in exp.learners] and labelled[exp.learners[0][0]].shape == (3, 4)
+
+
+def test_optimal_actions_move_closer_or_stay():
+    from imitlib.experiments import optimal_actions
+
+    ok = optimal_actions(np.array([[40, 0]]), np.array([0]))
+    # from the centre (row 4, col 4) towards the corner (0, 0): up or left; at the goal itself: stay (or bump the wall)
+    assert ok[0, 0].tolist() == [False, True, False, True, False]
+    assert ok[0, 1].tolist() == [True, True, False, True, False]
+
+
+def test_darkroom_students_at_ci_scale_compare_kinds_on_the_same_budget():
+    scale = get_scale("ci")
+    ad, ed = (experiments.darkroom_students_config(scale, kind) for kind in ("ad", "ed"))
+    assert ad.student.updates == ed.student.updates and ad.student.model == ed.student.model
+    out = experiments.run_darkroom_students(ed, scale, progress=False)
+    n = len(ed.seeds)
+    assert out["held_out/sampled_returns"].shape == (n, 16 * ed.eval_repeats, ed.eval_episodes)
+    assert np.all((out["train/greedy_optimal_share"] >= 0) & (out["train/greedy_optimal_share"] <= 1))
+    model = experiments.student_network(type("A", (), {"data": out})(), ed.student, 1)
+    assert not model.training

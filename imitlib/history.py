@@ -433,6 +433,25 @@ class DQNRecorder:
         ))
 
 
+def shuffle_episodes(reader: HistoryReader, path: str | Path, seed: int = 0) -> HistoryReader:
+    """A copy of a history with each run's episodes in a random order (renumbered 0, 1, ...): the same data,
+    but no learning progress along it. Runs must have equal-length episodes (Dark Room)."""
+    rng = np.random.default_rng(seed)
+    m = reader.manifest
+    with HistoryWriter(path, obs_kind=m["obs_kind"], obs_shape=m["obs_shape"], n_actions=m["n_actions"],
+                       mode="overwrite", meta={**m["meta"], "shuffled_episodes": True, "shuffle_seed": seed}) as w:
+        for run in reader.runs():
+            w.set_run(run, **reader.task(run))
+            n = reader.run_episodes(run)
+            rows = reader.window(run, 0, n)
+            if len(rows["action"]) % n:
+                raise ValueError(f"run {run}: episodes differ in length; shuffling needs equal-length episodes")
+            order = rng.permutation(n)
+            fields = {f: np.asarray(rows[f]).reshape(n, -1, *np.shape(rows[f])[1:])[order] for f in FIELDS}
+            w.add_block([run] * n, list(range(n)), fields)
+    return HistoryReader(path)
+
+
 def episode_totals(reader: HistoryReader, field: str = "reward") -> np.ndarray:
     """Per recorded episode (in ``reader.episodes`` order), the sum of ``field``: e.g. the episode's return."""
     out = np.zeros(reader.n_episodes)

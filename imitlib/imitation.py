@@ -270,11 +270,15 @@ class ContextStream:
 @torch.no_grad()
 def darkroom_rollout(model: Student, goals: Sequence[int] | np.ndarray, episodes: int, *, context_episodes: int,
                      greedy: bool = False, seed: int = 0, use_cache: bool = True,
+                     prompt: dict[str, np.ndarray] | None = None,
                      on_episode: Callable[[int, np.ndarray], None] | None = None) -> dict[str, np.ndarray]:
     """Roll the frozen student out on Dark Room, one environment per entry of ``goals``, for ``episodes``
     episodes each, starting from an empty context. Each episode sees the previous ``context_episodes - 1``
     episodes plus itself (exactly the windows it was trained on). Returns ``returns (B, episodes)`` and the
-    ``cells`` visited and ``actions`` taken, ``(B, episodes, horizon)``."""
+    ``cells`` visited and ``actions`` taken, ``(B, episodes, horizon)``.
+
+    ``prompt`` (``obs``, ``action``, ``reward``, each ``(B, P * horizon)``) puts P recorded episodes in the context
+    first, e.g. part of a learning history, as if the student had played them itself."""
     from imitlib.envs.darkroom import HORIZON, SIZE, start_cell, transition_table
 
     if context_episodes * HORIZON > model.cfg.block_size:
@@ -285,12 +289,23 @@ def darkroom_rollout(model: Student, goals: Sequence[int] | np.ndarray, episodes
     b = len(goals_t)
     nxt = torch.as_tensor(transition_table(SIZE))
     gen = torch.Generator().manual_seed(seed)
-    stream = ContextStream(model, b, 1, episodes * HORIZON, use_cache)
+    n_prompt = 0 if prompt is None else prompt["action"].shape[1] // HORIZON
+    stream = ContextStream(model, b, 1, (n_prompt + episodes) * HORIZON, use_cache)
+    if prompt is not None:
+        if prompt["action"].shape != (b, n_prompt * HORIZON):
+            raise ValueError(f"prompt arrays must be (B={b}, whole episodes of {HORIZON} steps), "
+                             f"got {prompt['action'].shape}")
+        n = n_prompt * HORIZON
+        stream.obs[:, :n, 0] = torch.as_tensor(np.asarray(prompt["obs"]).reshape(b, n), dtype=torch.uint8)
+        stream.action[:, :n] = torch.as_tensor(np.asarray(prompt["action"]), dtype=torch.long)
+        stream.reward[:, :n] = torch.as_tensor(np.asarray(prompt["reward"]), dtype=torch.float32)
+        stream.first[:, :n] = torch.as_tensor(np.arange(n) % HORIZON == 0)
+        stream.t = n
     returns = np.zeros((b, episodes))
     cells = np.zeros((b, episodes, HORIZON), np.uint8)
     actions = np.zeros((b, episodes, HORIZON), np.uint8)
     for ep in range(episodes):
-        stream.restart(max(0, ep - context_episodes + 1) * HORIZON)
+        stream.restart(max(0, n_prompt + ep - context_episodes + 1) * HORIZON)
         cell = torch.full((b,), start_cell(SIZE), dtype=torch.long)
         for t in range(HORIZON):
             cells[:, ep, t] = cell.numpy()

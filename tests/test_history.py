@@ -185,3 +185,17 @@ def test_episode_totals_and_per_run(tmp_path):
     runs, table = per_run(reader, episode_totals(reader, "update"))
     assert runs.tolist() == [0, 1] and table.shape == (2, 3)
     assert table[1, 2] == sum(200 + np.arange(4))
+
+
+def test_shuffled_copy_keeps_every_episode_but_not_their_order(tmp_path):
+    from imitlib.history import shuffle_episodes
+
+    eps = [episode(r, i, length=4, value=10 * r + i) for r in range(2) for i in range(8)]
+    reader = write(tmp_path / "h", eps)
+    mixed = shuffle_episodes(reader, tmp_path / "s", seed=0)
+    assert mixed.n_steps == reader.n_steps and mixed.runs() == reader.runs()
+    for run in reader.runs():
+        before = reader.window(run, 0, 8)["obs"][::4, 0]
+        after = mixed.window(run, 0, 8)["obs"][::4, 0]
+        assert sorted(after) == sorted(before) and list(after) != list(before)
+        assert mixed.task(run) == reader.task(run)

@@ -97,3 +97,21 @@ def test_game_rollout_on_minatar_counts_episodes_and_agreement():
     assert out["returns"].shape == (2, 2) and np.isfinite(out["returns"]).all()
     np.testing.assert_array_equal(out["returns"], again["returns"])
     assert 0.0 <= float(out["agreement"]) <= 1.0
+
+
+def test_a_prompt_enters_the_context_as_if_played():
+    from imitlib.envs.darkroom import transition_table
+
+    torch.manual_seed(0)
+    model = Student(TransformerConfig(block_size=60, n_layer=1, n_embd=32)).eval()
+    goals = np.array([3, 77])
+    played = darkroom_rollout(model, goals, 3, context_episodes=3, greedy=True)
+    cells, actions = played["cells"][:, :2].reshape(2, -1), played["actions"][:, :2].reshape(2, -1)
+    rewards = (transition_table()[cells, actions] == goals[:, None]).astype(np.float32)
+    prompted = darkroom_rollout(model, goals, 1, context_episodes=3, greedy=True,
+                                prompt={"obs": cells, "action": actions, "reward": rewards})
+    np.testing.assert_array_equal(prompted["cells"][:, 0], played["cells"][:, 2])
+    np.testing.assert_array_equal(prompted["returns"][:, 0], played["returns"][:, 2])
+    with pytest.raises(ValueError, match="whole episodes"):
+        darkroom_rollout(model, goals, 1, context_episodes=3,
+                         prompt={"obs": cells[:, :30], "action": actions[:, :30], "reward": rewards[:, :30]})

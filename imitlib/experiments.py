@@ -689,6 +689,13 @@ def game_students_artifact(exp: GameStudents, scale: Scale, progress: bool = Tru
 
 
 STUDENT_CODE = (
-    imitlib.transformer, imitlib.imitation, darkroom_students_config, train_darkroom_students, snapshot_test,
-    run_darkroom_students, game_students_config, run_game_students, optimal_actions,
+    imitlib.transformer.TransformerConfig, imitlib.transformer.observation_encoder, imitlib.transformer.CellEmbedding,
+    imitlib.transformer.MinAtarEncoder, imitlib.transformer.CausalSelfAttention,
+    imitlib.transformer._causal_attention_with_dropout, imitlib.transformer.Block, imitlib.transformer.Student,
+    imitlib.transformer.step_inputs, imitlib.transformer.first_steps, imitlib.imitation.StudentConfig,
+    imitlib.imitation.batches, imitlib.imitation.model_inputs, imitlib.imitation.loss_and_accuracy,
+    imitlib.imitation.make_optimizer, imitlib.imitation.train_student, imitlib.imitation.ContextStream,
+    imitlib.imitation.darkroom_rollout, imitlib.imitation.game_rollout, darkroom_students_config,
+    train_darkroom_students, snapshot_test, run_darkroom_students, game_students_config, run_game_students,
+    optimal_actions,
 )

@@ -2,6 +2,7 @@
 
     python -m imitlib tabular --scale lab       # chapter 1: Q-learning on Dark Room
     python -m imitlib student --kind ad         # chapter 4: a Dark Room student (ed or ad)
+    python -m imitlib incontext --part main     # chapter 5: frozen students on held-out goals
     python -m imitlib scales                    # what each scale sets
 """
 
@@ -91,6 +92,50 @@ def cmd_student(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_incontext(args: argparse.Namespace) -> int:
+    """Chapter 5's experiments: regression ICL vs GD, the in-context test, the probes and the ablations."""
+    scale = get_scale(args.scale)
+    parts = ["regression", "main", "probes", "ablations"] if args.part == "all" else [args.part]
+    if "regression" in parts:
+        art = experiments.icl_regression_artifact(experiments.icl_regression_config(scale), scale)
+        for j, depth in enumerate(art["layers"]):
+            print(f"{depth} layer(s): LSA loss {art['loss_model'][:, j].mean():.3f}, "
+                  f"GD x1 {art['loss_gd1'][:, j].mean():.3f}, GD x{depth} {art['loss_gdL'][:, j].mean():.3f}, zero {art['loss_zero'][:, j].mean():.3f}; "
+                  f"cosine to GD x1 {art['cos_gd1'][:, j].mean():.4f}")
+    if "main" in parts:
+        ad, ed = (experiments.darkroom_students_config(scale, kind) for kind in ("ad", "ed"))
+        for name, test in (("AD", experiments.in_context_config(scale, ad)),
+                           ("ED", experiments.in_context_config(scale, ed)),
+                           ("ED + prompt", experiments.in_context_config(scale, ed, prompt_episodes=3)),
+                           ("AD + prompt", experiments.in_context_config(scale, ad, prompt_episodes=3))):
+            _print_in_context(name, experiments.in_context_artifact(test, scale))
+    if "probes" in parts:
+        ad = experiments.darkroom_students_config(scale, "ad")
+        art = experiments.probes_artifact(experiments.ProbeTest(ad, windows=scale.incontext.probe_windows), scale)
+        for target in ("goal", "progress"):
+            print(f"{target} probe R² by layer (last context position): "
+                  f"{np.round(art[f'{target}_r2'][:, :, -1].mean(0), 3).tolist()}; shuffled control "
+                  f"{np.round(art[f'{target}_r2_shuffled'][:, :, -1].mean(0), 3).tolist()}")
+    if "ablations" in parts:
+        names = list(experiments.ABLATIONS) if args.ablation is None else [args.ablation]
+        for name in names:
+            if name not in experiments.ABLATIONS:
+                print(f"unknown ablation {name!r}: choose from {list(experiments.ABLATIONS)}")
+                return 2
+            cfg = experiments.darkroom_students_config(scale, "ad", **experiments.ABLATIONS[name])
+            _print_in_context(name, experiments.in_context_artifact(experiments.in_context_config(scale, cfg), scale))
+    return 0
+
+
+def _print_in_context(name: str, art: object) -> None:
+    """First and last tenth of the in-context curve, sampled and greedy."""
+    for mode in ("sampled", "greedy"):
+        r = art[f"{mode}_returns"]  # type: ignore[index]
+        tenth = max(1, r.shape[-1] // 10)
+        print(f"{name}, {mode}: held-out return {r[..., :tenth].mean():.2f} in the first {tenth} episodes -> "
+              f"{r[..., -tenth:].mean():.2f} in the last {tenth}")
+
+
 def cmd_scales(args: argparse.Namespace) -> int:
     """Print every preset as JSON."""
     print(json.dumps({k: dataclasses.asdict(v) for k, v in PRESETS.items()}, indent=2))
@@ -124,6 +169,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--env", default=None, help="minatar: game id (default: the scale's teacher game)")
     p.add_argument("--scale", default=None, help="ci, lab or full (default: $IMITLIB_SCALE or lab)")
     p.set_defaults(fn=cmd_student)
+    p = sub.add_parser("incontext", help="chapter 5: in-context regression, AD on held-out goals, probes, ablations")
+    p.add_argument("--part", choices=["regression", "main", "probes", "ablations", "all"], default="all")
+    p.add_argument("--ablation", default=None, help="ablations: one of them by name (default: every one)")
+    p.add_argument("--scale", default=None, help="ci, lab or full (default: $IMITLIB_SCALE or lab)")
+    p.set_defaults(fn=cmd_incontext)
     p = sub.add_parser("scales", help="print the scale presets")
     p.set_defaults(fn=cmd_scales)
     args = parser.parse_args(argv)

@@ -18,7 +18,9 @@ import torch
 import imitlib.dqn
 import imitlib.envs.darkroom
 import imitlib.envs.games
+import imitlib.icl
 import imitlib.imitation
+import imitlib.probes
 import imitlib.tabular
 import imitlib.transformer
 from imitlib import artifacts
@@ -523,10 +525,12 @@ class DarkRoomStudents:
     seeds: tuple[int, ...]
     eval_episodes: int  # episodes per rollout in the snapshot test
     eval_repeats: int = 2  # rollouts per goal
+    train_goals: int | None = None  # ablation: only this many of the training goals (a fixed random subset)
+    shuffled: bool = False  # ablation: every history's episodes in a random order
 
 
-def darkroom_students_config(scale: Scale, kind: str, source: str = "knowledge",
-                             context_episodes: int = 4) -> DarkRoomStudents:
+def darkroom_students_config(scale: Scale, kind: str, source: str = "knowledge", context_episodes: int = 4,
+                             train_goals: int | None = None, shuffled: bool = False) -> DarkRoomStudents:
     """AD (learning histories) or ED (expert episodes) students at a scale; AD's Dark Room recipe otherwise."""
     from imitlib.imitation import StudentConfig
     from imitlib.transformer import TransformerConfig
@@ -538,7 +542,8 @@ def darkroom_students_config(scale: Scale, kind: str, source: str = "knowledge",
                             batch_size=s.batch_size, warmup=max(1, s.updates // 20),
                             checkpoint_every=max(1, min(250, s.updates // 4)))
     return DarkRoomStudents(data=darkroom_histories_config(scale, source), student=student,
-                            seeds=tuple(range(s.seeds)), eval_episodes=s.eval_episodes)
+                            seeds=tuple(range(s.seeds)), eval_episodes=s.eval_episodes, train_goals=train_goals,
+                            shuffled=shuffled)
 
 
 def _student_folder(name: str, cfg: Any, scale: Scale) -> Path:
@@ -547,15 +552,52 @@ def _student_folder(name: str, cfg: Any, scale: Scale) -> Path:
     return artifacts.results_root().parent / "runs" / f"{name}-{scale.name}-{key}"
 
 
-def train_darkroom_students(exp: DarkRoomStudents, scale: Scale, progress: bool = True) -> list[Any]:
-    """Train every seed's student (resuming under ``runs/`` except at ``ci``) on the training goals' windows."""
-    from imitlib.history import HistoryReader
-    from imitlib.imitation import train_student
+def students_name(exp: DarkRoomStudents) -> str:
+    """The artifact name of a set of Dark Room students: kind, source, and any ablation."""
+    parts = [f"ch04_darkroom_{exp.student.kind}_{exp.data.source}"]
+    if exp.student.context_episodes != 4:
+        parts.append(f"ctx{exp.student.context_episodes}")
+    if exp.train_goals is not None:
+        parts.append(f"goals{exp.train_goals}")
+    if exp.shuffled:
+        parts.append("shuffled")
+    return "_".join(parts)
+
+
+def student_goals(exp: DarkRoomStudents) -> np.ndarray:
+    """The goals the students train on: the training split, or a fixed random subset of it (ablation)."""
+    train, _ = goal_split(exp.data)
+    if exp.train_goals is None:
+        return train
+    if not 1 <= exp.train_goals <= len(train):
+        raise ValueError(f"train_goals must be between 1 and {len(train)}, got {exp.train_goals}")
+    return np.sort(np.random.default_rng(exp.data.split_seed + 1).permutation(train)[: exp.train_goals])
+
+
+def student_data(exp: DarkRoomStudents, scale: Scale) -> Any:
+    """The history the students read: learning histories (AD), expert episodes (ED), or the shuffled copy."""
+    from imitlib.history import HistoryReader, shuffle_episodes
 
     folder = darkroom_histories(exp.data, scale)
-    reader = HistoryReader(folder / ("learning" if exp.student.kind == "ad" else "expert"))
-    runs = [r for r in reader.runs() if reader.task(r)["split"] == "train"]
-    root = _student_folder(f"ch04_{exp.student.kind}_{exp.data.source}", exp, scale)
+    if exp.student.kind == "ed":
+        return HistoryReader(folder / "expert")
+    if not exp.shuffled:
+        return HistoryReader(folder / "learning")
+    if not (folder / "learning-shuffled" / "manifest.json").exists():
+        tmp = folder / "learning-shuffled.partial"
+        shuffle_episodes(HistoryReader(folder / "learning"), tmp, seed=exp.data.seed)
+        os.replace(tmp, folder / "learning-shuffled")
+    return HistoryReader(folder / "learning-shuffled")
+
+
+def train_darkroom_students(exp: DarkRoomStudents, scale: Scale, progress: bool = True) -> list[Any]:
+    """Train every seed's student (resuming under ``runs/`` except at ``ci``) on the training goals' windows."""
+    from imitlib.imitation import train_student
+
+    reader = student_data(exp, scale)
+    goals = set(student_goals(exp).tolist())
+    runs = [r for r in reader.runs() if reader.task(r)["goal"] in goals]
+    root = _student_folder(students_name(exp), exp, scale)
     out = []
     for seed in exp.seeds:
         cfg = replace(exp.student, seed=seed)
@@ -610,8 +652,8 @@ def run_darkroom_students(exp: DarkRoomStudents, scale: Scale, progress: bool = 
 
 def darkroom_students_artifact(exp: DarkRoomStudents, scale: Scale, progress: bool = True) -> artifacts.Artifact:
     """Chapter 4's Dark Room students and their snapshot test: stored if present, else trained and stored."""
-    return artifacts.cached(f"ch04_darkroom_{exp.student.kind}_{exp.data.source}", exp,
-                            lambda: run_darkroom_students(exp, scale, progress), scale=scale.name, code=STUDENT_CODE)
+    return artifacts.cached(students_name(exp), exp, lambda: run_darkroom_students(exp, scale, progress),
+                            scale=scale.name, code=STUDENT_CODE)
 
 
 def student_network(art: artifacts.Artifact, cfg: Any, seed_index: int = 0) -> Any:
@@ -688,6 +730,212 @@ def game_students_artifact(exp: GameStudents, scale: Scale, progress: bool = Tru
                             lambda: run_game_students(exp, scale, progress), scale=scale.name, code=STUDENT_CODE)
 
 
+# ---------------------------------------------------------------------------------------------------
+# Chapter 5: what in-context learning can do
+
+
+@dataclass(frozen=True)
+class ICLRegression:
+    """Linear self-attention models with 1 .. L layers vs gradient descent, on in-context linear regression."""
+
+    icl: imitlib.icl.ICLConfig
+    layers: tuple[int, ...]
+    seeds: tuple[int, ...]
+
+
+def icl_regression_config(scale: Scale) -> ICLRegression:
+    """Von Oswald et al.'s setting (d = 10, N = 10) with the scale's training budget."""
+    c = scale.incontext
+    cfg = imitlib.icl.ICLConfig(train_steps=c.regression_steps, batch_size=c.regression_batch,
+                                eval_tasks=c.regression_tasks)
+    return ICLRegression(icl=cfg, layers=tuple(range(1, c.max_layers + 1)), seeds=tuple(range(c.regression_seeds)))
+
+
+def run_icl_regression(exp: ICLRegression, progress: bool = True) -> dict[str, np.ndarray]:
+    """Train every (seed, depth) model; compare it with one GD step and with as many GD steps as it has layers."""
+    from tqdm.auto import tqdm
+
+    keys = ("loss_model", "loss_zero", "loss_gd1", "loss_gdL", "diff_gd1", "diff_gdL", "cos_gd1", "cos_gdL")
+    out: dict[str, Any] = {k: np.zeros((len(exp.seeds), len(exp.layers))) for k in keys}
+    curves = np.zeros((len(exp.seeds), len(exp.layers), 100))
+    etas = np.zeros((len(exp.seeds), len(exp.layers)))
+    jobs = [(i, j) for i in range(len(exp.seeds)) for j in range(len(exp.layers))]
+    for i, j in tqdm(jobs, desc="linear self-attention", disable=not progress):
+        cfg, depth = replace(exp.icl, seed=exp.seeds[i]), exp.layers[j]
+        model, losses = imitlib.icl.train_lsa(cfg, depth)
+        one, many = imitlib.icl.tune_gd(cfg, 1), imitlib.icl.tune_gd(cfg, depth)
+        c1, cl = imitlib.icl.compare(cfg, model, one, 1), imitlib.icl.compare(cfg, model, many, depth)
+        for key, value in (("loss_model", c1["loss_model"]), ("loss_zero", c1["loss_zero"]),
+                           ("loss_gd1", c1["loss_gd"]), ("loss_gdL", cl["loss_gd"]),
+                           ("diff_gd1", c1["prediction_diff"]), ("diff_gdL", cl["prediction_diff"]),
+                           ("cos_gd1", c1["sensitivity_cosine"]), ("cos_gdL", cl["sensitivity_cosine"])):
+            out[key][i, j] = value
+        curves[i, j] = losses[: len(losses) // 100 * 100].reshape(100, -1).mean(1)
+        etas[i, j] = many
+    return {**out, "curves": curves, "eta": etas, "layers": np.array(exp.layers)}
+
+
+def icl_regression_artifact(exp: ICLRegression, scale: Scale, progress: bool = True) -> artifacts.Artifact:
+    """Chapter 5's regression experiment: stored if present, else computed (minutes) and stored."""
+    return artifacts.cached("ch05_icl_regression", exp, lambda: run_icl_regression(exp, progress), scale=scale.name,
+                            code=(imitlib.icl, run_icl_regression))
+
+
+@dataclass(frozen=True)
+class InContextTest:
+    """Frozen students rolled out for many episodes on the held-out goals, from an empty context or a prompt."""
+
+    students: DarkRoomStudents
+    episodes: int
+    repeats: int = 2  # rollouts per goal
+    prompt_episodes: int = 0  # recorded learning episodes placed in the context first
+    prompt_at: float = 0.25  # where along the goal's learning history the prompt is cut (fraction)
+
+
+def in_context_config(scale: Scale, students: DarkRoomStudents, prompt_episodes: int = 0) -> InContextTest:
+    """The in-context test at a scale (``icl_episodes`` episodes per rollout)."""
+    return InContextTest(students=students, episodes=scale.student.icl_episodes, prompt_episodes=prompt_episodes)
+
+
+def learning_prompt(test: InContextTest, scale: Scale, goals: np.ndarray) -> dict[str, np.ndarray]:
+    """``prompt_episodes`` consecutive recorded episodes of a learning history for each goal (rollout r of a goal
+    gets the goal's r-th recorded run), starting ``prompt_at`` of the way along it."""
+    from imitlib.history import HistoryReader
+
+    reader = HistoryReader(darkroom_histories(test.students.data, scale) / "learning")
+    by_goal: dict[int, list[int]] = {}
+    for run in reader.runs():
+        by_goal.setdefault(int(reader.task(run)["goal"]), []).append(run)
+    seen: dict[int, int] = {}
+    parts = []
+    for goal in goals.tolist():
+        k = seen.get(goal, 0)
+        seen[goal] = k + 1
+        run = by_goal[goal][k % len(by_goal[goal])]
+        first = int(test.prompt_at * (reader.run_episodes(run) - test.prompt_episodes))
+        parts.append(reader.window(run, first, test.prompt_episodes))
+    return {key: np.stack([np.asarray(p[key]) for p in parts]).reshape(len(goals), -1)
+            for key in ("obs", "action", "reward")}
+
+
+def run_in_context(test: InContextTest, scale: Scale, progress: bool = True) -> dict[str, np.ndarray]:
+    """Every seed's frozen student on every held-out goal: returns per episode, sampled and greedy."""
+    from imitlib.imitation import darkroom_rollout
+
+    art = darkroom_students_artifact(test.students, scale, progress)
+    _, held = goal_split(test.students.data)
+    goals = np.repeat(held, test.repeats)
+    prompt = learning_prompt(test, scale, goals) if test.prompt_episodes else None
+    out: dict[str, Any] = {"goals": goals}
+    for mode in ("sampled", "greedy"):
+        out[f"{mode}_returns"] = np.stack([
+            darkroom_rollout(student_network(art, test.students.student, i), goals, test.episodes,
+                             context_episodes=test.students.student.context_episodes, greedy=mode == "greedy",
+                             seed=3000 + i, prompt=prompt)["returns"]
+            for i in range(len(test.students.seeds))])
+    return out
+
+
+def in_context_artifact(test: InContextTest, scale: Scale, progress: bool = True) -> artifacts.Artifact:
+    """Chapter 5's in-context curves for one set of students: stored if present, else computed (trains the
+    students first if their artifact is absent)."""
+    name = students_name(test.students).replace("ch04_", "ch05_incontext_", 1)
+    if test.prompt_episodes:
+        name += f"_prompt{test.prompt_episodes}"
+    return artifacts.cached(name, test, lambda: run_in_context(test, scale, progress), scale=scale.name,
+                            code=(*STUDENT_CODE, learning_prompt, run_in_context))
+
+
+def source_curves(data: DarkRoomHistories, goals: np.ndarray, episodes: int) -> np.ndarray:
+    """The source Q-learner learning each of ``goals`` from scratch (every recorded run of it): behaviour return
+    per episode, ``(len(goals) * runs_per_goal, episodes)``; the curve the student's in-context curve is read
+    against."""
+    behaviour, _ = source_returns(data)
+    per_goal = behaviour.reshape(SIZE * SIZE, data.runs_per_goal, -1)
+    return per_goal[np.asarray(goals)].reshape(-1, per_goal.shape[-1])[:, :episodes]
+
+
+@dataclass(frozen=True)
+class ProbeTest:
+    """Linear probes on the students' residual stream, fitted on training goals, scored on held-out goals."""
+
+    students: DarkRoomStudents
+    windows: int  # context windows sampled per recorded run
+    seed: int = 0
+
+
+def probe_features(model: Any, reader: Any, runs: list[int], k: int, windows: int,
+                   seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Residual stream after the embedding and every block, at the last step of each episode of sampled windows:
+    ``(layers + 1, samples, K, width)``; targets goal ``(samples, 2)`` (row, column) and progress ``(samples,)``
+    (where the window starts along its history, 0 = first recorded episode, 1 = last possible)."""
+    from imitlib.imitation import model_inputs
+
+    rng = np.random.default_rng(seed)
+    batch: dict[str, list] = {"obs": [], "action": [], "reward": [], "terminated": [], "truncated": []}
+    goal, progress = [], []
+    for run in runs:
+        n = reader.run_episodes(run) - k
+        for first in rng.integers(0, n + 1, size=windows):
+            w = reader.window(run, int(first), k)
+            for key in batch:
+                batch[key].append(np.asarray(w[key]))
+            goal.append(divmod(int(reader.task(run)["goal"]), SIZE))
+            progress.append(first / max(n, 1))
+    tensors = {key: torch.from_numpy(np.stack(v)) for key, v in batch.items()}
+    ends = np.arange(1, k + 1) * HORIZON - 1
+    feats = []
+    with torch.no_grad():
+        for lo in range(0, len(goal), 256):
+            part = {key: v[lo:lo + 256] for key, v in tensors.items()}
+            _, states = model(*model_inputs(part, model.cfg.n_actions), hidden=True)
+            feats.append(torch.stack([s[:, ends] for s in states]).numpy())
+    return np.concatenate(feats, 1), np.array(goal, float), np.array(progress)
+
+
+def run_probes(test: ProbeTest, scale: Scale, progress: bool = True) -> dict[str, np.ndarray]:
+    """R² of goal and progress probes by student seed, layer and context position, with shuffled controls."""
+    from imitlib.history import HistoryReader
+    from imitlib.probes import fit_probe
+
+    art = darkroom_students_artifact(test.students, scale, progress)
+    reader = HistoryReader(darkroom_histories(test.students.data, scale) / "learning")
+    train, held = goal_split(test.students.data)
+    split = {name: [r for r in reader.runs() if reader.task(r)["goal"] in set(goals.tolist())]
+             for name, goals in (("train", train), ("held_out", held))}
+    k = test.students.student.context_episodes
+    shape = (len(test.students.seeds), test.students.student.model.n_layer + 1, k)
+    out = {f"{t}_{m}": np.zeros(shape) for t in ("goal", "progress") for m in ("r2", "r2_shuffled")}
+    for i in range(len(test.students.seeds)):
+        model = student_network(art, test.students.student, i)
+        fx, fg, fp = probe_features(model, reader, split["train"], k, test.windows, test.seed)
+        tx, tg, tp = probe_features(model, reader, split["held_out"], k, test.windows, test.seed + 1)
+        for layer in range(shape[1]):
+            for pos in range(k):
+                for target, (y_fit, y_test) in (("goal", (fg, tg)), ("progress", (fp, tp))):
+                    r = fit_probe(fx[layer, :, pos], y_fit, tx[layer, :, pos], y_test, seed=test.seed)
+                    out[f"{target}_r2"][i, layer, pos] = r["r2"]
+                    out[f"{target}_r2_shuffled"][i, layer, pos] = r["r2_shuffled"]
+    return out
+
+
+def probes_artifact(test: ProbeTest, scale: Scale, progress: bool = True) -> artifacts.Artifact:
+    """Chapter 5's probes of one set of students: stored if present, else computed."""
+    return artifacts.cached(students_name(test.students).replace("ch04_", "ch05_probes_", 1), test,
+                            lambda: run_probes(test, scale, progress), scale=scale.name,
+                            code=(*STUDENT_CODE, probe_features, run_probes, imitlib.probes.fit_probe))
+
+
+ABLATIONS = {  # name -> darkroom_students_config keyword arguments (chapter 5's ablations, all AD)
+    "context 1 episode": {"context_episodes": 1},
+    "context 2 episodes": {"context_episodes": 2},
+    "4 training goals": {"train_goals": 4},
+    "16 training goals": {"train_goals": 16},
+    "shuffled episode order": {"shuffled": True},
+    "epsilon source": {"source": "epsilon"},
+}
+
+
 STUDENT_CODE = (
     imitlib.transformer.TransformerConfig, imitlib.transformer.observation_encoder, imitlib.transformer.CellEmbedding,
     imitlib.transformer.MinAtarEncoder, imitlib.transformer.CausalSelfAttention,
@@ -696,6 +944,7 @@ STUDENT_CODE = (
     imitlib.imitation.batches, imitlib.imitation.model_inputs, imitlib.imitation.loss_and_accuracy,
     imitlib.imitation.make_optimizer, imitlib.imitation.train_student, imitlib.imitation.ContextStream,
     imitlib.imitation.darkroom_rollout, imitlib.imitation.game_rollout, darkroom_students_config,
-    train_darkroom_students, snapshot_test, run_darkroom_students, game_students_config, run_game_students,
+    train_darkroom_students, students_name, student_goals, student_data, snapshot_test, run_darkroom_students,
+    game_students_config, run_game_students,
     optimal_actions,
 )

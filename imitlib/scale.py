@@ -64,6 +64,18 @@ class StudentScale:
 
 
 @dataclass(frozen=True)
+class InContextScale:
+    """Sizes of chapter 5: in-context regression (linear self-attention vs gradient descent) and the probes."""
+
+    regression_seeds: int
+    regression_steps: int  # Adam steps per linear-self-attention model
+    regression_batch: int  # tasks per step
+    regression_tasks: int  # fresh tasks for every comparison
+    max_layers: int  # models with 1 .. max_layers layers
+    probe_windows: int  # context windows per history for the activation probes
+
+
+@dataclass(frozen=True)
 class Scale:
     """A named preset: every size an experiment may read."""
 
@@ -71,6 +83,7 @@ class Scale:
     tabular: TabularScale
     teacher: TeacherScale
     student: StudentScale
+    incontext: InContextScale
 
 
 PRESETS: dict[str, Scale] = {
@@ -84,6 +97,8 @@ PRESETS: dict[str, Scale] = {
                              eval_episodes=3),
         student=StudentScale(seeds=2, updates=60, batch_size=16, n_layer=2, n_head=2, n_embd=32, eval_episodes=6,
                              icl_episodes=12, game_updates=20, game_context_steps=32, game_eval_episodes=1),
+        incontext=InContextScale(regression_seeds=2, regression_steps=150, regression_batch=256,
+                                 regression_tasks=2_000, max_layers=2, probe_windows=2),
     ),
     "lab": Scale(
         name="lab",
@@ -100,6 +115,8 @@ PRESETS: dict[str, Scale] = {
         student=StudentScale(seeds=5, updates=4_000, batch_size=64, n_layer=4, n_head=4, n_embd=64,
                              eval_episodes=20, icl_episodes=200, game_updates=2_000, game_context_steps=64,
                              game_eval_episodes=5),
+        incontext=InContextScale(regression_seeds=5, regression_steps=3_000, regression_batch=1_024,
+                                 regression_tasks=10_000, max_layers=3, probe_windows=4),
     ),
     "full": Scale(
         name="full",
@@ -114,6 +131,8 @@ PRESETS: dict[str, Scale] = {
         student=StudentScale(seeds=5, updates=30_000, batch_size=256, n_layer=4, n_head=4, n_embd=64,
                              eval_episodes=20, icl_episodes=1_000, game_updates=20_000, game_context_steps=128,
                              game_eval_episodes=10),
+        incontext=InContextScale(regression_seeds=10, regression_steps=10_000, regression_batch=2_048,
+                                 regression_tasks=10_000, max_layers=4, probe_windows=8),
     ),
 }
 

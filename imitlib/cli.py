@@ -100,7 +100,8 @@ def cmd_incontext(args: argparse.Namespace) -> int:
         art = experiments.icl_regression_artifact(experiments.icl_regression_config(scale), scale)
         for j, depth in enumerate(art["layers"]):
             print(f"{depth} layer(s): LSA loss {art['loss_model'][:, j].mean():.3f}, "
-                  f"GD x1 {art['loss_gd1'][:, j].mean():.3f}, GD x{depth} {art['loss_gdL'][:, j].mean():.3f}, zero {art['loss_zero'][:, j].mean():.3f}; "
+                  f"GD x1 {art['loss_gd1'][:, j].mean():.3f}, GD x{depth} {art['loss_gdL'][:, j].mean():.3f}, "
+                  f"zero {art['loss_zero'][:, j].mean():.3f}; "
                   f"cosine to GD x1 {art['cos_gd1'][:, j].mean():.4f}")
     if "main" in parts:
         ad, ed = (experiments.darkroom_students_config(scale, kind) for kind in ("ad", "ed"))

@@ -34,3 +34,10 @@ def test_student_darkroom_at_ci_scale(capsys, tmp_path, monkeypatch):
     assert main(["student", "--kind", "ad", "--scale", "ci"]) == 0
     out = capsys.readouterr().out
     assert "held_out goals, greedy actions" in out and "optimal actions" in out
+
+
+def test_incontext_regression_at_ci_scale(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("IMITLIB_RESULTS", str(tmp_path / "results"))
+    assert main(["incontext", "--part", "regression", "--scale", "ci"]) == 0
+    assert "cosine to GD x1" in capsys.readouterr().out
+    assert main(["incontext", "--part", "ablations", "--ablation", "bogus", "--scale", "ci"]) == 2

@@ -265,6 +265,12 @@ def cached(
     return Artifact(data=data, provenance=save(folder, data, provenance), path=folder, loaded=False)
 
 
+def is_stored(name: str, config: Any, scale: str, root: Path | None = None) -> bool:
+    """Whether the artifact for exactly this (name, config, scale) has been computed and stored."""
+    folder = (root or results_root()) / name / f"{scale}-{config_hash(name, config, scale)}"
+    return (folder / "provenance.json").exists()
+
+
 def stored(name: str, scale: str | None = None, root: Path | None = None) -> list[Artifact]:
     """Every stored artifact called ``name`` (optionally of one scale), whatever its config: newest first."""
     base = (root or results_root()) / name

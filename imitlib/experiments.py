@@ -836,14 +836,22 @@ def run_in_context(test: InContextTest, scale: Scale, progress: bool = True) -> 
     return out
 
 
+def in_context_name(test: InContextTest) -> str:
+    """The artifact name of an in-context test: its students' name, and the prompt if any."""
+    name = students_name(test.students).replace("ch04_", "ch05_incontext_", 1)
+    return name + (f"_prompt{test.prompt_episodes}" if test.prompt_episodes else "")
+
+
+def in_context_ready(test: InContextTest, scale: Scale) -> bool:
+    """Whether the book can show this test without hours of training: always at ``ci``, else if it is stored."""
+    return scale.name == "ci" or artifacts.is_stored(in_context_name(test), test, scale.name)
+
+
 def in_context_artifact(test: InContextTest, scale: Scale, progress: bool = True) -> artifacts.Artifact:
     """Chapter 5's in-context curves for one set of students: stored if present, else computed (trains the
     students first if their artifact is absent)."""
-    name = students_name(test.students).replace("ch04_", "ch05_incontext_", 1)
-    if test.prompt_episodes:
-        name += f"_prompt{test.prompt_episodes}"
-    return artifacts.cached(name, test, lambda: run_in_context(test, scale, progress), scale=scale.name,
-                            code=(*STUDENT_CODE, learning_prompt, run_in_context))
+    return artifacts.cached(in_context_name(test), test, lambda: run_in_context(test, scale, progress),
+                            scale=scale.name, code=(*STUDENT_CODE, learning_prompt, run_in_context))
 
 
 def source_curves(data: DarkRoomHistories, goals: np.ndarray, episodes: int) -> np.ndarray:

@@ -35,6 +35,8 @@ def test_round_trip_and_load_if_present(tmp_path):
     prov = second.provenance
     assert prov["scale"] == "lab" and prov["config"]["n"] == 3 and prov["created"] and "imitlib_version" in prov
     assert "computed just now" in first.provenance_markdown() and "loaded" in second.provenance_markdown()
+    assert artifacts.is_stored("demo", Cfg(), "lab", root=tmp_path)
+    assert not artifacts.is_stored("demo", Cfg(n=4), "lab", root=tmp_path)
 
 
 def test_config_change_means_new_artifact(tmp_path):

@@ -453,6 +453,38 @@ def minatar_histories(exp: TeacherExperiment, scale: Scale, every: int = 10) -> 
     return recorded_dataset(name, exp, scale, lambda folder: record_minatar(exp, folder, every=every))
 
 
+def summarise_history(reader: Any, bins: int = 10) -> dict[str, np.ndarray]:
+    """What chapter 3 shows of a history, small enough to store: per run and recorded episode its index in the
+    learning history, return, length and mean epsilon; action shares in ``bins`` bins of the episode index."""
+    from imitlib.history import action_shares, episode_totals, per_run
+
+    runs, returns = per_run(reader, episode_totals(reader))
+    lengths = per_run(reader, reader.episodes["length"].astype(float))[1]
+    index = per_run(reader, reader.episodes["episode"].astype(float))[1]
+    edges = np.linspace(0, np.nanmax(index) + 1, bins + 1)
+    return {"runs": runs, "episode": index, "return": returns, "length": lengths,
+            "epsilon": per_run(reader, episode_totals(reader, "epsilon"))[1] / lengths,
+            "action_edges": edges, "action_shares": action_shares(reader, edges, reader.manifest["n_actions"]),
+            "steps": np.array(reader.n_steps),
+            "bytes": np.array(sum(f.stat().st_size for f in reader.path.rglob("*.npy")))}
+
+
+def minatar_histories_artifact(exp: TeacherExperiment, scale: Scale, every: int = 10) -> artifacts.Artifact:
+    """Chapter 3's summary of a MinAtar teacher's recorded histories (recorded first if absent: a full training)."""
+    from imitlib.history import HistoryReader
+
+    def compute() -> dict[str, np.ndarray]:
+        folder = minatar_histories(exp, scale, every=every)
+        out = {}
+        for part in ("learning", "expert"):
+            out.update({f"{part}/{k}": v for k, v in summarise_history(HistoryReader(folder / part)).items()})
+        return out
+
+    name = f"ch03_histories_{exp.dqn.env_id.replace('/', '_')}"
+    return artifacts.cached(name, {"teacher": exp, "every": every}, compute, scale=scale.name,
+                            code=(summarise_history, record_minatar))
+
+
 def source_returns(cfg: DarkRoomHistories) -> tuple[np.ndarray, np.ndarray]:
     """Re-run the recorded learners (same seeds, so the same runs) measuring what the recording cannot show:
     behaviour return and greedy return after every episode, each ``(runs, episodes)``."""

@@ -146,8 +146,9 @@ class HistoryWriter:
         if keep:
             block = {f: np.asarray(fields[f][:keep], dtype=d).reshape(keep * length, *fields[f].shape[2:])
                      for f, d in FIELDS.items()}
-            block["episodes"] = np.stack([np.asarray(runs[:keep]), np.asarray(episodes[:keep]),
-                                          np.full(keep, length)], axis=1).astype(np.int64)
+            table = np.empty((keep, 3), np.int64)
+            table[:, 0], table[:, 1], table[:, 2] = runs[:keep], episodes[:keep], length
+            block["episodes"] = table
             self._pending.append(block)
             self._pending_steps += keep * length
             if self._pending_steps >= self.chunk_steps:
@@ -331,21 +332,25 @@ class TabularRecorder:
     def __init__(self, writer: HistoryWriter, run_ids: Sequence[int], every: int = 1, horizon: int = 20) -> None:
         if every < 1:
             raise ValueError(f"every must be >= 1, got {every}")
-        self.writer, self.run_ids, self.every, self.horizon = writer, list(run_ids), every, horizon
+        self.writer, self.every, self.horizon = writer, every, horizon
+        self.run_ids = np.asarray(run_ids, dtype=np.int64)
+        n = len(self.run_ids)
+        self._terminated = np.zeros((n, horizon), bool)  # the same every episode: built once
+        self._truncated = np.zeros((n, horizon), bool)
+        self._truncated[:, -1] = True
+        self._steps = np.broadcast_to(np.arange(horizon, dtype=np.int32), (n, horizon))
 
     def __call__(self, batch: Any) -> None:  # batch: imitlib.tabular.EpisodeBatch
         if batch.episode % self.every:
             return
         n, h = batch.actions.shape
-        truncated = np.zeros((n, h), bool)
-        truncated[:, -1] = True
         fields = {
             "obs": batch.observations.astype(np.uint8)[..., None], "action": batch.actions, "reward": batch.rewards,
-            "terminated": np.zeros((n, h), bool), "truncated": truncated,
-            "update": np.broadcast_to(batch.episode * h + np.arange(h), (n, h)),
+            "terminated": self._terminated, "truncated": self._truncated,
+            "update": self._steps + np.int32(batch.episode * h),
             "epsilon": np.full((n, h), batch.epsilon, np.float32),
         }
-        self.writer.add_block(self.run_ids, [batch.episode] * n, fields)
+        self.writer.add_block(self.run_ids, np.full(n, batch.episode), fields)
 
 
 def context_dataset(reader: HistoryReader, *, episodes: int | None = None, steps: int | None = None,

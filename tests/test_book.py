@@ -82,6 +82,8 @@ def test_notebooks_glue_their_numbers_and_define_no_classes(path):
     patterns = [re.compile("^" + re.sub(r"\\\{\w+\\\}", r"\\w+", re.escape(g)) + "$") for g in glued]
     missing = [u for u in used if not any(p.match(u) for p in patterns)]
     assert not missing, f"{path.name}: prose uses glue keys never glued: {missing}"
+    malformed = re.findall(r"\{glue:text\}`(?![\w]+(?::[^`{}\n]+)?`)[^\n]{0,40}", md)
+    assert not malformed, f"{path.name}: glue roles not closed as `key` or `key:format`: {malformed}"
     assert not re.search(r"^class ", code, re.M), "notebooks import imitlib; they define no classes"
 
 

@@ -123,8 +123,7 @@ def cmd_incontext(args: argparse.Namespace) -> int:
             if name not in experiments.ABLATIONS:
                 print(f"unknown ablation {name!r}: choose from {list(experiments.ABLATIONS)}")
                 return 2
-            cfg = experiments.darkroom_students_config(scale, "ad", **experiments.ABLATIONS[name])
-            _print_in_context(name, experiments.in_context_artifact(experiments.in_context_config(scale, cfg), scale))
+            _print_in_context(name, experiments.in_context_artifact(experiments.ablation_test(scale, name), scale))
     return 0
 
 

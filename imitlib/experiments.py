@@ -822,11 +822,23 @@ class InContextTest:
     repeats: int = 2  # rollouts per goal
     prompt_episodes: int = 0  # recorded learning episodes placed in the context first
     prompt_at: float = 0.25  # where along the goal's learning history the prompt is cut (fraction)
+    store_students: bool = True  # False: train the students here and keep only their curves (ablations), so
+    # results/ does not fill up with the weights of every ablated model
 
 
-def in_context_config(scale: Scale, students: DarkRoomStudents, prompt_episodes: int = 0) -> InContextTest:
+def in_context_config(scale: Scale, students: DarkRoomStudents, prompt_episodes: int = 0,
+                      store_students: bool = True) -> InContextTest:
     """The in-context test at a scale (``icl_episodes`` episodes per rollout)."""
-    return InContextTest(students=students, episodes=scale.student.icl_episodes, prompt_episodes=prompt_episodes)
+    return InContextTest(students=students, episodes=scale.student.icl_episodes, prompt_episodes=prompt_episodes,
+                         store_students=store_students)
+
+
+def ablation_test(scale: Scale, name: str) -> InContextTest:
+    """One of chapter 5's ablations (:data:`ABLATIONS`): AD students changed in one respect, weights not stored."""
+    if name not in ABLATIONS:
+        raise ValueError(f"unknown ablation {name!r}: choose from {list(ABLATIONS)}")
+    students = darkroom_students_config(scale, "ad", **ABLATIONS[name])
+    return in_context_config(scale, students, store_students=False)
 
 
 def learning_prompt(test: InContextTest, scale: Scale, goals: np.ndarray) -> dict[str, np.ndarray]:
@@ -854,17 +866,24 @@ def run_in_context(test: InContextTest, scale: Scale, progress: bool = True) -> 
     """Every seed's frozen student on every held-out goal: returns per episode, sampled and greedy."""
     from imitlib.imitation import darkroom_rollout
 
-    art = darkroom_students_artifact(test.students, scale, progress)
+    if test.store_students:
+        art = darkroom_students_artifact(test.students, scale, progress)
+        models = [student_network(art, test.students.student, i) for i in range(len(test.students.seeds))]
+        out: dict[str, Any] = {"loss": art["loss"], "accuracy": art["accuracy"]}
+    else:
+        runs = train_darkroom_students(test.students, scale, progress)
+        models = [r.model for r in runs]
+        out = {"loss": np.array([r.loss for r in runs]), "accuracy": np.array([r.accuracy for r in runs]),
+               "wall_seconds": np.array([r.wall_seconds for r in runs])}
     _, held = goal_split(test.students.data)
     goals = np.repeat(held, test.repeats)
     prompt = learning_prompt(test, scale, goals) if test.prompt_episodes else None
-    out: dict[str, Any] = {"goals": goals}
+    out["goals"] = goals
     for mode in ("sampled", "greedy"):
         out[f"{mode}_returns"] = np.stack([
-            darkroom_rollout(student_network(art, test.students.student, i), goals, test.episodes,
-                             context_episodes=test.students.student.context_episodes, greedy=mode == "greedy",
-                             seed=3000 + i, prompt=prompt)["returns"]
-            for i in range(len(test.students.seeds))])
+            darkroom_rollout(model, goals, test.episodes, context_episodes=test.students.student.context_episodes,
+                             greedy=mode == "greedy", seed=3000 + i, prompt=prompt)["returns"]
+            for i, model in enumerate(models)])
     return out
 
 

@@ -98,3 +98,15 @@ def test_darkroom_students_at_ci_scale_compare_kinds_on_the_same_budget():
     assert np.all((out["train/greedy_optimal_share"] >= 0) & (out["train/greedy_optimal_share"] <= 1))
     model = experiments.student_network(type("A", (), {"data": out})(), ed.student, 1)
     assert not model.training
+
+
+def test_an_ablation_trains_its_students_in_place_and_rolls_them_out():
+    scale = get_scale("ci")
+    test = experiments.ablation_test(scale, "context 1 episode")
+    assert not test.store_students and test.students.student.model.block_size == 20
+    out = experiments.run_in_context(test, scale, progress=False)
+    seeds = len(test.students.seeds)
+    assert out["sampled_returns"].shape == (seeds, 16 * test.repeats, test.episodes)
+    assert out["loss"].shape[0] == seeds and "wall_seconds" in out
+    with pytest.raises(ValueError, match="choose from"):
+        experiments.ablation_test(scale, "no such ablation")

@@ -572,7 +572,7 @@ def darkroom_students_config(scale: Scale, kind: str, source: str = "knowledge",
                               n_layer=s.n_layer, n_head=s.n_head, n_embd=s.n_embd)
     student = StudentConfig(model=model, kind=kind, context_episodes=context_episodes, updates=s.updates,
                             batch_size=s.batch_size, warmup=max(1, s.updates // 20),
-                            checkpoint_every=max(1, min(250, s.updates // 4)))
+                            checkpoint_every=max(1, min(250, s.updates // 4)), bf16=s.bf16)
     return DarkRoomStudents(data=darkroom_histories_config(scale, source), student=student,
                             seeds=tuple(range(s.seeds)), eval_episodes=s.eval_episodes, train_goals=train_goals,
                             shuffled=shuffled)
@@ -731,7 +731,7 @@ def game_students_config(scale: Scale, env_id: str | None = None) -> GameStudent
                               n_layer=s.n_layer, n_head=s.n_head, n_embd=s.n_embd)
     student = StudentConfig(model=model, kind="ed", context_steps=s.game_context_steps, updates=s.game_updates,
                             batch_size=s.batch_size, warmup=max(1, s.game_updates // 20),
-                            checkpoint_every=max(1, min(250, s.game_updates // 4)))
+                            checkpoint_every=max(1, min(250, s.game_updates // 4)), bf16=s.bf16)
     return GameStudents(teacher=teacher, student=student, every=10, eval_episodes=s.game_eval_episodes)
 
 

@@ -7,6 +7,8 @@ warm-up then cosine decay, gradient clipping, resumable checkpoints), then the t
 
 * **Expert distillation (ED)** trains on expert episodes of converged learners; **Algorithm Distillation (AD)**
   on consecutive episodes of learning histories. Same model, same loop, same budget: only the data differ.
+* **Precision.** ``bf16=True`` trains under bfloat16 autocast (matrix products in bf16, weights, norms and the
+  loss in fp32): about twice as fast on CPUs with AMX. Frozen rollouts always run in fp32.
 * **Regularisers** (all off by default except the model's dropouts): label smoothing, and token masking
   (``mask_prob``: each context token's previous action and reward are hidden with this probability, so the
   student cannot lean on a single recent token). Weight decay applies to matrices only.
@@ -39,6 +41,7 @@ from imitlib.history import HistoryReader, context_dataset
 from imitlib.transformer import KVCache, Student, TransformerConfig, first_steps, step_inputs
 
 CHECKPOINT = "student.pt"
+DEVICE_TYPE = "cpu"  # the student trains where its data are; rollouts run in fp32
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,7 @@ class StudentConfig:
     mask_prob: float = 0.0
     checkpoint_every: int = 500  # updates per chunk
     seed: int = 0
+    bf16: bool = False  # mixed precision (bfloat16 autocast, fp32 weights): ~2x faster on CPUs with AMX
 
     def __post_init__(self) -> None:
         if self.kind not in ("ad", "ed"):
@@ -114,7 +118,7 @@ def loss_and_accuracy(model: Student, batch: dict[str, torch.Tensor], cfg: Stude
         hide = torch.rand(prev_action.shape, generator=generator) < cfg.mask_prob
         prev_action = prev_action.masked_fill(hide, n_actions)
         prev_reward = prev_reward.masked_fill(hide, 0.0)
-    logits = model(obs, prev_action, prev_reward)
+    logits = model(obs, prev_action, prev_reward).float()
     target = batch["action"].long()
     loss = F.cross_entropy(logits.reshape(-1, n_actions), target.reshape(-1), label_smoothing=cfg.label_smoothing)
     return loss, (logits.argmax(-1) == target).float().mean()
@@ -153,7 +157,8 @@ def train_student(cfg: StudentConfig, reader: HistoryReader, runs: Sequence[int]
                 break
             for group in optim.param_groups:
                 group["lr"] = cfg.lr_at(run.updates)
-            loss, acc = loss_and_accuracy(model, batch, cfg)
+            with torch.autocast(DEVICE_TYPE, dtype=torch.bfloat16, enabled=cfg.bf16):
+                loss, acc = loss_and_accuracy(model, batch, cfg)
             optim.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)

@@ -61,6 +61,7 @@ class StudentScale:
     game_updates: int  # ED on the teacher's expert episodes
     game_context_steps: int
     game_eval_episodes: int  # per environment; 4 environments per student
+    bf16: bool = False  # train under bfloat16 autocast (imitlib.imitation.StudentConfig.bf16)
 
 
 @dataclass(frozen=True)
@@ -114,7 +115,7 @@ PRESETS: dict[str, Scale] = {
         # 2 CPU cores afford (~20 min per student), far below the paper's
         student=StudentScale(seeds=5, updates=4_000, batch_size=64, n_layer=4, n_head=4, n_embd=64,
                              eval_episodes=20, icl_episodes=200, game_updates=2_000, game_context_steps=64,
-                             game_eval_episodes=5),
+                             game_eval_episodes=5, bf16=True),
         incontext=InContextScale(regression_seeds=5, regression_steps=3_000, regression_batch=1_024,
                                  regression_tasks=10_000, max_layers=3, probe_windows=4),
     ),
@@ -130,7 +131,7 @@ PRESETS: dict[str, Scale] = {
                              segment_steps=204_800, eval_episodes=10),
         student=StudentScale(seeds=5, updates=30_000, batch_size=256, n_layer=4, n_head=4, n_embd=64,
                              eval_episodes=20, icl_episodes=1_000, game_updates=20_000, game_context_steps=128,
-                             game_eval_episodes=10),
+                             game_eval_episodes=10, bf16=True),
         incontext=InContextScale(regression_seeds=10, regression_steps=10_000, regression_batch=2_048,
                                  regression_tasks=10_000, max_layers=4, probe_windows=8),
     ),

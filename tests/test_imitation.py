@@ -42,7 +42,7 @@ def test_a_tiny_dataset_is_overfitted_to_full_accuracy(tiny_history):
 
 
 def test_resume_gives_the_same_weights_and_checkpoints_round_trip(tiny_history, tmp_path):
-    cfg = config(updates=200, lr=1e-3, label_smoothing=0.1, mask_prob=0.2,
+    cfg = config(updates=200, lr=1e-3, label_smoothing=0.1, mask_prob=0.2, bf16=True,
                  model=TransformerConfig(block_size=40, n_layer=1, n_head=2, n_embd=32))  # dropouts on
     whole = train_student(cfg, tiny_history, run_dir=tmp_path / "a", progress=False)
     train_student(cfg, tiny_history, run_dir=tmp_path / "b", progress=False, stop_after_chunks=1)

@@ -110,3 +110,26 @@ def test_an_ablation_trains_its_students_in_place_and_rolls_them_out():
     assert out["loss"].shape[0] == seeds and "wall_seconds" in out
     with pytest.raises(ValueError, match="choose from"):
         experiments.ablation_test(scale, "no such ablation")
+
+
+def test_probe_features_and_learning_prompt_at_ci_scale(tmp_path, monkeypatch):
+    from imitlib.history import HistoryReader
+    from imitlib.transformer import Student
+
+    monkeypatch.setenv("IMITLIB_RESULTS", str(tmp_path / "results"))
+    scale = get_scale("ci")
+    ad = experiments.darkroom_students_config(scale, "ad")
+    reader = HistoryReader(experiments.darkroom_histories(ad.data, scale) / "learning")
+    model = Student(ad.student.model).eval()
+    runs = reader.runs()[:3]
+    feats, goal, progress = experiments.probe_features(model, reader, runs, k=4, windows=2, seed=0)
+    assert feats.shape == (ad.student.model.n_layer + 1, 6, 4, ad.student.model.n_embd)
+    assert goal.shape == (6, 2) and np.all((progress >= 0) & (progress <= 1))
+    assert [tuple(g) for g in goal[::2]] == [divmod(reader.task(r)["goal"], 9) for r in runs]
+    test = experiments.in_context_config(scale, ad, prompt_episodes=3)
+    goals = np.array([5, 5, 70])
+    prompt = experiments.learning_prompt(test, scale, goals)
+    assert prompt["obs"].shape == prompt["action"].shape == (3, 60)
+    # rollout r of a goal gets the goal's r-th recorded run (ci records one run per goal, so the same one)
+    assert np.array_equal(prompt["action"][0], prompt["action"][1]) == (ad.data.runs_per_goal == 1)
+    assert not np.array_equal(prompt["obs"][0], prompt["obs"][2]), "another goal, another history"

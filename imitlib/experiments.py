@@ -756,9 +756,19 @@ def run_game_students(exp: GameStudents, scale: Scale, progress: bool = True) ->
     return {"teacher_returns": teachers["eval_returns"][:, -1], **{k: np.array(v) for k, v in out.items()}}
 
 
+def game_students_name(exp: GameStudents) -> str:
+    """The artifact name of the ED students of a game's teachers."""
+    return f"ch04_ed_{exp.teacher.dqn.env_id.replace('/', '_')}"
+
+
+def ready(name: str, cfg: Any, scale: Scale) -> bool:
+    """Whether the book can show an artifact without hours of training: always at ``ci``, else if it is stored."""
+    return scale.name == "ci" or artifacts.is_stored(name, cfg, scale.name)
+
+
 def game_students_artifact(exp: GameStudents, scale: Scale, progress: bool = True) -> artifacts.Artifact:
     """Chapter 4's ED students on the teacher's game: stored if present, else trained and stored."""
-    return artifacts.cached(f"ch04_ed_{exp.teacher.dqn.env_id.replace('/', '_')}", exp,
+    return artifacts.cached(game_students_name(exp), exp,
                             lambda: run_game_students(exp, scale, progress), scale=scale.name, code=STUDENT_CODE)
 
 
@@ -894,8 +904,8 @@ def in_context_name(test: InContextTest) -> str:
 
 
 def in_context_ready(test: InContextTest, scale: Scale) -> bool:
-    """Whether the book can show this test without hours of training: always at ``ci``, else if it is stored."""
-    return scale.name == "ci" or artifacts.is_stored(in_context_name(test), test, scale.name)
+    """Whether the book can show this test without hours of training (see :func:`ready`)."""
+    return ready(in_context_name(test), test, scale)
 
 
 def in_context_artifact(test: InContextTest, scale: Scale, progress: bool = True) -> artifacts.Artifact:

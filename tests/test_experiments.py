@@ -133,3 +133,12 @@ def test_probe_features_and_learning_prompt_at_ci_scale(tmp_path, monkeypatch):
     # rollout r of a goal gets the goal's r-th recorded run (ci records one run per goal, so the same one)
     assert np.array_equal(prompt["action"][0], prompt["action"][1]) == (ad.data.runs_per_goal == 1)
     assert not np.array_equal(prompt["obs"][0], prompt["obs"][2]), "another goal, another history"
+
+
+def test_ready_is_true_at_ci_and_only_for_stored_artifacts_elsewhere(tmp_path, monkeypatch):
+    monkeypatch.setenv("IMITLIB_RESULTS", str(tmp_path))
+    lab, ci = get_scale("lab"), get_scale("ci")
+    assert experiments.ready("anything", {"a": 1}, ci)
+    assert not experiments.ready("anything", {"a": 1}, lab)
+    test = experiments.ablation_test(lab, "shuffled episode order")
+    assert not experiments.in_context_ready(test, lab)

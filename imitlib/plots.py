@@ -88,6 +88,15 @@ def curves_with_ci(
         curve_with_ci(ax, samples, label=name + suffix, color=COLORS[role], smooth=smooth, linestyle=linestyle)
 
 
+def point_with_ci(ax: plt.Axes, x: float, samples: np.ndarray, *, color: str, label: str | None = None,
+                  hollow: bool = False) -> None:
+    """One mean across seeds with its 95% bootstrap interval, and every seed as a small dot beside it."""
+    ci = bootstrap_ci(np.asarray(samples, dtype=float))
+    ax.errorbar(x, ci.estimate, yerr=[[ci.estimate - ci.low], [ci.high - ci.estimate]], fmt="o", capsize=4,
+                color=color, mfc="white" if hollow else None, label=label)
+    ax.scatter(np.full(len(samples), x) + 0.12, samples, s=9, color=color, alpha=0.5)
+
+
 def reference_line(ax: plt.Axes, y: float, *, label: str, role: str = "optimal") -> None:
     """A horizontal reference (optimal return, random policy, a paper's number)."""
     style = "--" if role == "optimal" else ":"

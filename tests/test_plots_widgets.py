@@ -45,3 +45,11 @@ def test_history_scrubber_builds_and_scrubs():
     w.children[0].value = 3
     assert w.children[0].max == 3
     plt.close("all")
+
+
+def test_point_with_ci_draws_the_mean_interval_and_every_seed():
+    fig, ax = plt.subplots()
+    plots.point_with_ci(ax, 2, np.array([1.0, 2.0, 3.0, 4.0]), color="k", label="x")
+    line, dots = ax.containers[0][0], ax.collections[-1]
+    assert line.get_ydata()[0] == 2.5 and len(dots.get_offsets()) == 4
+    plt.close(fig)

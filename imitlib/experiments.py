@@ -469,6 +469,16 @@ def summarise_history(reader: Any, bins: int = 10) -> dict[str, np.ndarray]:
             "bytes": np.array(sum(f.stat().st_size for f in reader.path.rglob("*.npy")))}
 
 
+def minatar_histories_name(exp: TeacherExperiment) -> str:
+    """The artifact name of chapter 3's summary of a game's recorded histories."""
+    return f"ch03_histories_{exp.dqn.env_id.replace('/', '_')}"
+
+
+def minatar_histories_ready(exp: TeacherExperiment, scale: Scale, every: int = 10) -> bool:
+    """Whether chapter 3 can show a game's histories without recording them (an hour-long training at ``lab``)."""
+    return ready(minatar_histories_name(exp), {"teacher": exp, "every": every}, scale)
+
+
 def minatar_histories_artifact(exp: TeacherExperiment, scale: Scale, every: int = 10) -> artifacts.Artifact:
     """Chapter 3's summary of a MinAtar teacher's recorded histories (recorded first if absent: a full training)."""
     from imitlib.history import HistoryReader
@@ -480,8 +490,7 @@ def minatar_histories_artifact(exp: TeacherExperiment, scale: Scale, every: int 
             out.update({f"{part}/{k}": v for k, v in summarise_history(HistoryReader(folder / part)).items()})
         return out
 
-    name = f"ch03_histories_{exp.dqn.env_id.replace('/', '_')}"
-    return artifacts.cached(name, {"teacher": exp, "every": every}, compute, scale=scale.name,
+    return artifacts.cached(minatar_histories_name(exp), {"teacher": exp, "every": every}, compute, scale=scale.name,
                             code=(summarise_history, record_minatar))
 
 

@@ -142,3 +142,6 @@ def test_ready_is_true_at_ci_and_only_for_stored_artifacts_elsewhere(tmp_path, m
     assert not experiments.ready("anything", {"a": 1}, lab)
     test = experiments.ablation_test(lab, "shuffled episode order")
     assert not experiments.in_context_ready(test, lab)
+    invaders = experiments.teacher_experiment(lab, "MinAtar/SpaceInvaders-v0")
+    assert not experiments.minatar_histories_ready(invaders, lab)
+    assert experiments.minatar_histories_name(invaders) == "ch03_histories_MinAtar_SpaceInvaders-v0"

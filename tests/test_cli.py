@@ -29,6 +29,26 @@ def test_record_darkroom_at_ci_scale(capsys, tmp_path, monkeypatch):
     assert "81 runs" in out and "learning" in out and "expert" in out
 
 
+def test_record_minatar_also_stores_chapter_3s_summary(capsys, tmp_path, monkeypatch):
+    """The wiring only (recording itself is tested in test_history / chapter 3): folder, then summary."""
+    from imitlib import experiments
+
+    calls = []
+    folder = tmp_path / "data"
+
+    def fake_record(exp, scale, every):
+        calls.append(("record", exp.dqn.env_id, scale.name, every))
+        return folder
+
+    monkeypatch.setattr(experiments, "minatar_histories", fake_record)
+    monkeypatch.setattr(experiments, "minatar_histories_artifact",
+                        lambda exp, scale, every: calls.append(("summary", every)) or type("A", (), {"path": "x"}))
+    monkeypatch.setattr("imitlib.history.HistoryReader", lambda path: type("R", (), {"summary": lambda self: path})())
+    assert main(["record", "minatar", "--env", "MinAtar/SpaceInvaders-v0", "--every", "5", "--scale", "lab"]) == 0
+    assert calls == [("record", "MinAtar/SpaceInvaders-v0", "lab", 5), ("summary", 5)]
+    assert "chapter 3's summary" in capsys.readouterr().out
+
+
 def test_student_darkroom_at_ci_scale(capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("IMITLIB_RESULTS", str(tmp_path / "results"))
     assert main(["student", "--kind", "ad", "--scale", "ci"]) == 0

@@ -48,7 +48,7 @@ def cmd_test(extra: list[str]) -> int:
     env = {**os.environ, "IMITLIB_SCALE": os.environ.get("IMITLIB_SCALE", "ci")}
     print(f"IMITLIB_SCALE={env['IMITLIB_SCALE']}", flush=True)
     code = run([sys.executable, "-m", "pytest", "tests", str(STAGE / "chapters"), "--nbmake", "--overwrite",
-                *extra], env=env)
+                "--durations=8", *extra], env=env)  # the slowest tests and chapters: the CI budget at a glance
     if code == 5:
         print("pytest collected no tests: treating that as a failure", file=sys.stderr)
         return 1

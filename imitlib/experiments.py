@@ -21,6 +21,7 @@ import imitlib.envs.games
 import imitlib.icl
 import imitlib.imitation
 import imitlib.probes
+import imitlib.stats
 import imitlib.tabular
 import imitlib.transformer
 from imitlib import artifacts
@@ -157,14 +158,8 @@ def by_learner(exp: TabularExperiment, array: np.ndarray) -> dict[str, np.ndarra
 
 def episodes_to_reach(curves: np.ndarray, level: float, window: int = 10) -> np.ndarray:
     """First episode at which each seed's ``window``-episode running mean reaches ``level`` (NaN: never)."""
-    kernel = np.ones(window) / window
-    out = np.full(curves.shape[0], np.nan)
-    for i, row in enumerate(curves):
-        smooth = np.convolve(row, kernel, mode="valid")
-        hit = np.flatnonzero(smooth >= level)
-        if hit.size:
-            out[i] = hit[0] + window - 1
-    return out
+    above = imitlib.stats.running_mean(curves, window) >= level  # (seeds, episodes - window + 1)
+    return np.where(above.any(1), above.argmax(1) + window - 1, np.nan)
 
 
 def reach_summary(episodes: np.ndarray) -> str:

@@ -12,7 +12,7 @@ import matplotlib as mpl
 import matplotlib.pyplot as plt
 import numpy as np
 
-from imitlib.stats import bootstrap_ci
+from imitlib.stats import bootstrap_ci, running_mean
 
 COLORS = {
     "teacher": "#1f5fa8",
@@ -72,8 +72,7 @@ def curve_with_ci(
     y = np.asarray(samples, dtype=float)
     xs = np.arange(y.shape[1]) if x is None else np.asarray(x)
     if smooth > 1:  # a point stands at the end of its window, so nothing is drawn before it happened
-        kernel = np.ones(smooth) / smooth
-        y = np.stack([np.convolve(row, kernel, mode="valid") for row in y])
+        y = running_mean(y, smooth)
         xs = xs[smooth - 1:]
     ci = bootstrap_ci(y)
     ax.plot(xs, ci.estimate, color=color, label=f"{label} (n={y.shape[0]})", linestyle=linestyle, lw=1.6)

@@ -66,3 +66,9 @@ def bootstrap_ci(
     low = np.where(np.isnan(low), estimate, low)
     high = np.where(np.isnan(high), estimate, high)
     return Interval(estimate, low, high)
+
+
+def running_mean(x: np.ndarray, window: int) -> np.ndarray:
+    """Trailing mean over ``window`` entries of the last axis: entry i covers i .. i+window-1 of the input, so a
+    point stands at the end of its window and nothing is averaged in before it happened."""
+    return np.lib.stride_tricks.sliding_window_view(np.asarray(x, dtype=float), window, axis=-1).mean(-1)

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from imitlib.stats import bootstrap_ci, iqm
+from imitlib.stats import bootstrap_ci, iqm, running_mean
 
 
 def test_iqm_ignores_the_tails():
@@ -39,3 +39,9 @@ def test_errors():
         bootstrap_ci(np.array([1.0, np.nan]))
     with pytest.raises(ValueError, match="statistic"):
         bootstrap_ci(np.array([1.0, 2.0]), statistic="median")
+
+
+def test_running_mean_is_trailing_and_batched():
+    x = np.array([[0.0, 2, 4, 6], [1, 1, 1, 1]])
+    assert np.array_equal(running_mean(x, 2), [[1, 3, 5], [1, 1, 1]])
+    assert np.array_equal(running_mean(x[0], 1), x[0])

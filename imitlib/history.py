@@ -9,7 +9,7 @@ append by adding a folder, and contain no pickle. Compression buys little here: 
 
 **Crash safety.** Episodes are buffered in memory and written a chunk at a time, on a background thread so
 the learner keeps computing (at most one chunk in flight): the chunk folder is written under a temporary name
-and renamed, then the manifest (which lists chunks with their file sizes and the SHA-256 of each array's data)
+and renamed, then the manifest (which lists chunks with their file sizes and the CRC-32 of each array's data)
 is replaced atomically. A recording interrupted anywhere leaves every chunk the manifest lists readable;
 ``HistoryReader`` says how many steps and episodes were kept. Opening an existing history for writing is refused unless
 ``mode="append"`` or ``mode="overwrite"`` says what to do with it. A truncated or corrupted chunk raises
@@ -27,6 +27,7 @@ import os
 import shutil
 import tempfile
 import threading
+import zlib
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -74,6 +75,14 @@ def _write_json_atomic(path: Path, obj: dict[str, Any]) -> None:
     atomic_write_bytes(path, lambda f: f.write(text))
 
 
+def _checksum_ok(arr: np.ndarray, chunk: dict[str, Any], field: str) -> bool:
+    """Whether an array's bytes match the manifest: CRC-32 (the writer's checksum) or SHA-256 (older histories)."""
+    data = memoryview(np.ascontiguousarray(arr)).cast("B")
+    if "crc32" in chunk:
+        return zlib.crc32(data) == chunk["crc32"][field]
+    return hashlib.sha256(data).hexdigest() == chunk["sha256"][field]
+
+
 class HistoryWriter:
     """Append episodes to a history folder, one atomic chunk at a time."""
 
@@ -113,7 +122,9 @@ class HistoryWriter:
                 "n_actions": n_actions, "runs": {}, "chunks": [], "meta": meta or {},
             }
             _write_json_atomic(manifest, self.manifest)
-        self._pending: list[dict[str, np.ndarray]] = []
+        self._buffers: dict[str, np.ndarray] | None = None  # the chunk being filled, allocated at its first block
+        self._spare: dict[str, np.ndarray] | None = None  # the last chunk's arrays, reused once it is on disk
+        self._tables: list[np.ndarray] = []  # (run, episode, length) rows of the chunk being filled
         self._pending_steps = 0
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="history-writer")  # one: chunks stay in order
         self._last: Future | None = None
@@ -144,50 +155,67 @@ class HistoryWriter:
         keep = min(n_eps, room)
         self.dropped_episodes += n_eps - keep
         if keep:
-            block = {f: np.asarray(fields[f][:keep], dtype=d).reshape(keep * length, *fields[f].shape[2:])
-                     for f, d in FIELDS.items()}
+            steps = keep * length
+            capacity = 0 if self._buffers is None else len(self._buffers["action"])
+            if self._pending_steps + steps > capacity:
+                self.flush()  # chunks end on episode boundaries
+                self._allocate(max(self.chunk_steps, steps), fields["obs"].shape[2:])
+            rows = slice(self._pending_steps, self._pending_steps + steps)
+            for f in FIELDS:  # cast and copy in one pass, straight into the chunk
+                self._buffers[f][rows] = fields[f][:keep].reshape(steps, *fields[f].shape[2:])
             table = np.empty((keep, 3), np.int64)
             table[:, 0], table[:, 1], table[:, 2] = runs[:keep], episodes[:keep], length
-            block["episodes"] = table
-            self._pending.append(block)
-            self._pending_steps += keep * length
+            self._tables.append(table)
+            self._pending_steps += steps
             if self._pending_steps >= self.chunk_steps:
                 self.flush()
         return keep
 
+    def _allocate(self, steps: int, obs_tail: tuple[int, ...]) -> None:
+        """Arrays for the next chunk: the spare set when it is big enough (no fresh pages to fault in)."""
+        spare, self._spare = self._spare, None
+        if spare is not None and len(spare["action"]) >= steps and spare["obs"].shape[1:] == obs_tail:
+            self._buffers = spare
+        else:
+            self._buffers = {f: np.empty((steps, *obs_tail) if f == "obs" else (steps,), d) for f, d in FIELDS.items()}
+
     def flush(self, wait: bool = False) -> None:
-        """Hand the queued episodes to the writer thread as one chunk; ``wait`` until it is on disk."""
+        """Hand the filled part of the chunk to the writer thread; ``wait`` until it is on disk."""
         if self._last is not None:
-            self._last.result()  # one chunk in flight at most; a failed write re-raises here
-        if self._pending:
-            blocks, self._pending = self._pending, []
-            self.steps_written += self._pending_steps
-            self._pending_steps = 0
-            self._last = self._io.submit(self._write_chunk, blocks, f"{self._chunks_submitted:06d}")
+            self._spare = self._last.result()  # one chunk in flight at most; a failed write re-raises here
+            self._last = None
+        if self._pending_steps:
+            n, tables = self._pending_steps, self._tables
+            arrays = {f: a[:n] for f, a in self._buffers.items()}
+            self._last = self._io.submit(self._write_chunk, arrays, tables, self._buffers,
+                                         f"{self._chunks_submitted:06d}")
+            self.steps_written += n
+            self._buffers, self._tables, self._pending_steps = None, [], 0
             self._chunks_submitted += 1
         if wait and self._last is not None:
-            self._last.result()
+            self._spare = self._last.result()
+            self._last = None
 
-    def _write_chunk(self, blocks: list[dict[str, np.ndarray]], name: str) -> None:
-        """Write one chunk folder under a temporary name, rename it, then record it in the manifest."""
+    def _write_chunk(self, arrays: dict[str, np.ndarray], tables: list[np.ndarray], buffers: dict[str, np.ndarray],
+                     name: str) -> dict[str, np.ndarray]:
+        """Write one chunk folder under a temporary name, rename it, then record it in the manifest; returns
+        ``buffers`` for reuse."""
         tmp = Path(tempfile.mkdtemp(dir=self.path, prefix=f".{name}."))
-        eps = np.concatenate([b["episodes"] for b in blocks])  # (n, 3): run, episode, length
+        eps = np.concatenate(tables)  # (n, 3): run, episode, length
         lengths = eps[:, 2]
         table = np.stack([eps[:, 0], eps[:, 1], np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths], axis=1)
-        files = {"episodes": table}
-        for field in FIELDS:
-            files[field] = np.concatenate([b[field] for b in blocks])
         sizes, sums = {}, {}
-        for field, arr in files.items():
+        for field, arr in {"episodes": table, **arrays}.items():
             np.save(tmp / f"{field}.npy", arr, allow_pickle=False)
             sizes[field] = (tmp / f"{field}.npy").stat().st_size
-            sums[field] = hashlib.sha256(memoryview(np.ascontiguousarray(arr)).cast("B")).hexdigest()
+            sums[field] = zlib.crc32(memoryview(arr).cast("B"))
         tmp.chmod(0o755)
         os.replace(tmp, self.path / name)
         with self._lock:
             self.manifest["chunks"].append({"name": name, "steps": int(lengths.sum()), "episodes": len(table),
-                                            "sizes": sizes, "sha256": sums})
+                                            "sizes": sizes, "crc32": sums})
             _write_json_atomic(self.path / "manifest.json", self.manifest)
+        return buffers
 
     def close(self) -> None:
         """Write what is queued, wait for the writer thread, and leave a complete manifest."""
@@ -230,8 +258,7 @@ class HistoryReader:
                     arrays[field] = np.load(file, mmap_mode="r", allow_pickle=False)
                 except ValueError as err:
                     raise HistoryError(f"{file}: unreadable ({err}); re-record it") from err
-                data = memoryview(np.ascontiguousarray(arrays[field])).cast("B")
-                if verify and hashlib.sha256(data).hexdigest() != chunk["sha256"][field]:
+                if verify and not _checksum_ok(arrays[field], chunk, field):
                     raise HistoryError(f"{file}: checksum does not match the manifest (corrupted; re-record it)")
             table = np.array(arrays["episodes"])
             table[:, 2] += offset

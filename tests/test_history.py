@@ -48,6 +48,34 @@ def test_windows_never_mix_runs_and_are_deterministic(tmp_path):
         reader.window(0, 4, 3)
 
 
+def test_chunks_end_on_episode_boundaries_and_fit_blocks_larger_than_a_chunk(tmp_path):
+    with HistoryWriter(tmp_path / "h", obs_kind="test", obs_shape=(2,), n_actions=5, chunk_steps=8) as w:
+        for i in range(3):  # 3 steps each: chunks of 6, never an episode cut in two
+            w.add(episode(0, i, length=3, value=i))
+        big = {f: np.stack([np.asarray(getattr(episode(1, i, length=6, value=7), f)) for i in range(3)])
+               for f in ("obs", "action", "reward", "terminated", "truncated", "update", "epsilon")}
+        w.add_block([1, 1, 1], [0, 1, 2], big)  # 18 steps at once, more than a chunk holds
+    reader = HistoryReader(tmp_path / "h", verify=True)
+    assert [c["steps"] for c in reader.manifest["chunks"]] == [6, 3, 18]
+    assert reader.n_episodes == 6 and set(reader.window(1, 0, 3)["obs"][:, 0]) == {7}
+
+
+def test_histories_checksummed_with_sha256_still_verify(tmp_path):
+    import hashlib
+
+    reader = write(tmp_path / "h", [episode(0, i) for i in range(3)])
+    manifest = reader.manifest
+    for chunk in manifest["chunks"]:
+        arrays = {f: np.load(tmp_path / "h" / chunk["name"] / f"{f}.npy") for f in chunk.pop("crc32")}
+        chunk["sha256"] = {f: hashlib.sha256(a.tobytes()).hexdigest() for f, a in arrays.items()}
+    (tmp_path / "h" / "manifest.json").write_text(json.dumps(manifest))
+    assert HistoryReader(tmp_path / "h", verify=True).n_steps == 15
+    manifest["chunks"][0]["sha256"]["reward"] = "0" * 64
+    (tmp_path / "h" / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(HistoryError, match=r"reward\.npy: checksum"):
+        HistoryReader(tmp_path / "h", verify=True)
+
+
 def test_refuses_to_overwrite_unless_told(tmp_path):
     write(tmp_path / "h", [episode(0, 0)])
     with pytest.raises(HistoryError, match=r"mode='append'.*mode='overwrite'"):

@@ -919,6 +919,24 @@ def in_context_artifact(test: InContextTest, scale: Scale, progress: bool = True
                             scale=scale.name, code=(*STUDENT_CODE, learning_prompt, run_in_context))
 
 
+def in_context_change(returns: np.ndarray, n: int) -> np.ndarray:
+    """Per training seed, how much a student improved in context: mean return over its last ``n`` episodes minus
+    its first ``n``; ``returns`` is ``(seeds, rollouts, episodes)`` as stored by :func:`run_in_context`."""
+    per_seed = np.asarray(returns, dtype=float).mean(1)
+    return per_seed[:, -n:].mean(1) - per_seed[:, :n].mean(1)
+
+
+def ablation_effects(changes: dict[str, Any], reference: str = "AD") -> dict[str, list[str]]:
+    """Sort ablations by their change's confidence interval (:class:`imitlib.stats.Interval`) against the
+    reference's: ``cost`` (whole interval below the reference's), ``flat`` (of those, zero inside the interval:
+    no in-context improvement to speak of) and ``kept`` (not shown to differ from the reference)."""
+    low = float(changes[reference].low)
+    names = [k for k in ABLATIONS if k in changes]
+    cost = [k for k in names if float(changes[k].high) < low]
+    return {"cost": cost, "flat": [k for k in cost if float(changes[k].low) <= 0 <= float(changes[k].high)],
+            "kept": [k for k in names if k not in cost]}
+
+
 def source_curves(data: DarkRoomHistories, goals: np.ndarray, episodes: int) -> np.ndarray:
     """The source Q-learner learning each of ``goals`` from scratch (every recorded run of it): behaviour return
     per episode, ``(len(goals) * runs_per_goal, episodes)``; the curve the student's in-context curve is read

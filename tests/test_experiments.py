@@ -145,3 +145,21 @@ def test_ready_is_true_at_ci_and_only_for_stored_artifacts_elsewhere(tmp_path, m
     invaders = experiments.teacher_experiment(lab, "MinAtar/SpaceInvaders-v0")
     assert not experiments.minatar_histories_ready(invaders, lab)
     assert experiments.minatar_histories_name(invaders) == "ch03_histories_MinAtar_SpaceInvaders-v0"
+
+
+def test_in_context_change_is_per_seed_last_minus_first():
+    returns = np.zeros((2, 3, 6))
+    returns[0, :, -2:] = 4.0  # seed 0 improves by 4 in its last 2 episodes
+    returns[1, 0, :2] = 3.0  # seed 1 gets worse: one of three rollouts scored 3 at the start
+    np.testing.assert_allclose(experiments.in_context_change(returns, 2), [4.0, -1.0])
+
+
+def test_ablation_effects_sort_by_interval_against_the_reference():
+    from imitlib.stats import Interval
+
+    ci = {"AD": Interval(4.0, 3.0, 5.0), "context 1 episode": Interval(0.1, -0.2, 0.5),
+          "context 2 episodes": Interval(2.0, 1.5, 2.5), "shuffled episode order": Interval(4.5, 3.2, 5.8),
+          "not an ablation": Interval(-9.0, -10.0, -8.0)}
+    effect = experiments.ablation_effects(ci, reference="AD")
+    assert effect == {"cost": ["context 1 episode", "context 2 episodes"], "flat": ["context 1 episode"],
+                      "kept": ["shuffled episode order"]}

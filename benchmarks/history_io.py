@@ -1,7 +1,8 @@
 """Recording and reading learning histories: overhead, size, read speed, and the full Dark Room dataset.
 
 * ``record_overhead``: batched Q-learning on all 81 goals with the recorder attached vs without, same run
-  (fraction of extra time). This learner runs millions of steps per second, so it is the hard case;
+  (fraction of extra time: median over repeats that time both back to back; ``record_overhead_best`` compares
+  the fastest of each). This learner runs millions of steps per second, so it is the hard case;
   ``record_overhead_dqn`` is the same measurement for the MinAtar DQN teacher (5,000 steps, 2 seeds).
 * ``bytes_per_step``: bytes on disk per recorded step (all fields, manifest included).
 * ``reader_steps_per_s``: steps per second delivered as 4-episode context windows, sampled uniformly.
@@ -13,6 +14,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -25,15 +27,22 @@ from imitlib.scale import get_scale
 from imitlib.tabular import q_learning
 
 
-def best_of_interleaved(a, b, repeats: int = 5) -> tuple[float, float]:
-    """Fastest of several timings of each, alternating a and b so both see the same machine conditions."""
-    times: tuple[list[float], list[float]] = ([], [])
+def paired_overhead(plain, recorded, repeats: int) -> tuple[float, float, list[float]]:
+    """Extra time of ``recorded`` over ``plain``, each repeat timing both back to back: the median of the paired
+    ratios, the ratio of the two fastest times, and every paired ratio. This VM's speed drifts by tens of percent
+    between seconds, so a paired median is steadier than a ratio of minimums. ``recorded`` may return its own
+    timing (to leave out setup)."""
+    pairs = []
     for _ in range(repeats):
-        for fn, out in ((a, times[0]), (b, times[1])):
+        times = []
+        for fn in (plain, recorded):
             start = time.perf_counter()
-            fn()
-            out.append(time.perf_counter() - start)
-    return min(times[0]), min(times[1])
+            own = fn()
+            times.append(own if isinstance(own, float) else time.perf_counter() - start)
+        pairs.append(times)
+    t = np.array(pairs)
+    ratios = t[:, 1] / t[:, 0] - 1
+    return float(np.median(ratios)), float(t[:, 1].min() / t[:, 0].min() - 1), ratios.round(4).tolist()
 
 
 def dqn_record_overhead(tmp: Path) -> float:
@@ -48,8 +57,7 @@ def dqn_record_overhead(tmp: Path) -> float:
                            mode="overwrite") as writer:
             train(cfg, [0, 1], hooks=Hooks(on_step=DQNRecorder(writer, [0, 1]).on_step), progress=False)
 
-    plain, with_recorder = best_of_interleaved(lambda: train(cfg, [0, 1], progress=False), recorded, repeats=2)
-    return (with_recorder - plain) / plain
+    return paired_overhead(lambda: train(cfg, [0, 1], progress=False), recorded, repeats=3)[0]
 
 
 def main() -> None:
@@ -58,12 +66,15 @@ def main() -> None:
     goals = np.repeat(np.arange(81), cfg.runs_per_goal)
     seeds, runs = np.arange(goals.size), np.arange(goals.size)
     with tempfile.TemporaryDirectory() as tmp:
-        def recorded() -> None:
-            with HistoryWriter(Path(tmp) / "h", obs_kind="darkroom", obs_shape=(1,), n_actions=5,
-                               mode="overwrite") as writer:
+        def recorded() -> float:  # into a fresh folder: deleting the last repeat's output is not recording
+            shutil.rmtree(Path(tmp) / "h", ignore_errors=True)
+            start = time.perf_counter()
+            with HistoryWriter(Path(tmp) / "h", obs_kind="darkroom", obs_shape=(1,), n_actions=5) as writer:
                 q_learning(qcfg, goals, seeds, cfg.episodes, on_episode=TabularRecorder(writer, runs))
+            return time.perf_counter() - start
 
-        plain, with_recorder = best_of_interleaved(lambda: q_learning(qcfg, goals, seeds, cfg.episodes), recorded)
+        overhead, overhead_best, ratios = paired_overhead(lambda: q_learning(qcfg, goals, seeds, cfg.episodes),
+                                                          recorded, repeats=15)
         reader = HistoryReader(Path(tmp) / "h")
         size = sum(f.stat().st_size for f in (Path(tmp) / "h").rglob("*") if f.is_file())
         bytes_per_step = size / reader.n_steps
@@ -76,13 +87,14 @@ def main() -> None:
         record_s = time.perf_counter() - start
         total = HistoryReader(Path(tmp) / "dataset" / "learning").n_steps
         dqn_overhead = dqn_record_overhead(Path(tmp))
-    overhead = (with_recorder - plain) / plain
-    print(f"Q-learning on {goals.size} runs x {cfg.episodes} episodes: {plain:.2f} s plain, {with_recorder:.2f} s "
-          f"recording ({100 * overhead:.1f}% overhead)")
+    print(f"Q-learning on {goals.size} runs x {cfg.episodes} episodes, recording every step: "
+          f"{100 * overhead:.1f}% overhead (median of {len(ratios)} paired repeats; {100 * overhead_best:.1f}% "
+          f"fastest vs fastest); paired: {ratios}")
     print(f"{bytes_per_step:.1f} bytes per recorded step; reader: {reader_rate:,.0f} steps/s in {k}-episode windows")
     print(f"lab Dark Room dataset ({total:,} learning steps + expert episodes, 81 goals): {record_s:.1f} s")
     print(f"DQN teacher (MinAtar Breakout): {100 * dqn_overhead:.1f}% recording overhead")
-    print(json.dumps({"record_overhead": round(overhead, 4), "record_overhead_dqn": round(dqn_overhead, 4),
+    print(json.dumps({"record_overhead": round(overhead, 4), "record_overhead_best": round(overhead_best, 4),
+                      "record_overhead_dqn": round(dqn_overhead, 4),
                       "bytes_per_step": round(bytes_per_step, 2),
                       "reader_steps_per_s": round(reader_rate), "darkroom_record_s": round(record_s, 2),
                       "recorded_steps": total}))

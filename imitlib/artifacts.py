@@ -144,15 +144,19 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def atomic_write_bytes(path: Path, write: Callable[[Any], None]) -> None:
-    """Write through a temporary file in the same folder, then rename: readers never see half a file."""
+def atomic_write_bytes(path: Path, write: Callable[[Any], None], sync: bool = True) -> None:
+    """Write through a temporary file in the same folder, then rename: readers never see half a file.
+
+    ``sync`` also flushes the file to the disk before the rename (survives a power cut, not only a killed
+    process), at a millisecond or so per call."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
-            f.flush()
-            os.fsync(f.fileno())
+            if sync:
+                f.flush()
+                os.fsync(f.fileno())
         os.chmod(tmp, 0o644)  # mkstemp makes files private; artifacts are meant to be shared
         os.replace(tmp, path)
     except BaseException:

@@ -406,6 +406,8 @@ def record_darkroom(cfg: DarkRoomHistories, folder: Path) -> dict[str, Any]:
 def _greedy_episodes(q: np.ndarray, goals: np.ndarray, runs: np.ndarray, n: int, writer: Any,
                      cfg: QLearningConfig) -> None:
     """``n`` copies of each table's greedy episode, written as blocks."""
+    from imitlib.history import PerEpisode
+
     cells, act, rew = imitlib.tabular.greedy_rollouts(q, goals, cfg.size, cfg.horizon)
     b, h = act.shape
     truncated = np.zeros((b, h), bool)
@@ -413,8 +415,8 @@ def _greedy_episodes(q: np.ndarray, goals: np.ndarray, runs: np.ndarray, n: int,
     for i in range(n):
         writer.add_block(runs, [i] * b, {"obs": cells[:, :-1].astype(np.uint8)[..., None], "action": act,
                                          "reward": rew, "terminated": np.zeros((b, h), bool),
-                                         "truncated": truncated, "update": np.zeros((b, h), np.int64),
-                                         "epsilon": np.zeros((b, h))})
+                                         "truncated": truncated, "update": PerEpisode(first=0),
+                                         "epsilon": PerEpisode(first=0.0)})
 
 
 def recorded_dataset(name: str, cfg: Any, scale: Scale, record: Any) -> Path:

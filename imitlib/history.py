@@ -1,19 +1,29 @@
 """Learning histories on disk: what a learner saw and did, episode by episode, as it learned.
 
 **Format: numpy shards.** A history is a folder with ``manifest.json`` and numbered chunk folders, each holding
-one ``.npy`` file per field (observations, actions, rewards, flags, episode index, the learner's update count
-and epsilon) plus a small episode table. We chose plain ``.npy`` shards over HDF5, zarr or Minari because they
-need nothing beyond numpy, open memory-mapped (a context window reads only its own bytes, no decompression),
-append by adding a folder, and contain no pickle. Compression buys little here: observations are already compact
+one ``.npy`` file per stored field plus a small episode table. Observations, actions and rewards are stored per
+step. The end flags (terminated, truncated) are stored once per episode, since only an episode's last step can
+carry them. The learner's update count and epsilon are stored per step, or, when the recorder knows they change
+by a fixed amount per step within an episode (tabular Q-learning: one update per step, one epsilon per episode),
+as two numbers per episode (:class:`PerEpisode`); the reader expands both back to per-step arrays, so every
+episode reads back with the same seven fields. Format 1 histories (every field per step) still read.
+
+We chose plain ``.npy`` shards over HDF5, zarr or Minari because they need nothing beyond numpy, open
+memory-mapped (a context window reads only its own bytes, no decompression), append by adding a folder, and
+contain no pickle. Compression buys little here: observations are already compact
 (a Dark Room cell is one byte; a MinAtar frame is bit-packed into 50 bytes), so a chunk is stored as is.
 
-**Crash safety.** Episodes are buffered in memory and written a chunk at a time, on a background thread so
-the learner keeps computing (at most one chunk in flight): the chunk folder is written under a temporary name
-and renamed, then the manifest (which lists chunks with their file sizes and the CRC-32 of each array's data)
-is replaced atomically. A recording interrupted anywhere leaves every chunk the manifest lists readable;
-``HistoryReader`` says how many steps and episodes were kept. Opening an existing history for writing is refused unless
-``mode="append"`` or ``mode="overwrite"`` says what to do with it. A truncated or corrupted chunk raises
-:class:`HistoryError` naming the file.
+**Crash safety.** Episodes are buffered in memory (about 8 MB of per-step data) and written a chunk at a time:
+the chunk folder is written under a temporary name and renamed, then the manifest (which lists chunks with their
+file sizes and the CRC-32 of each array's data) is replaced atomically. A recording interrupted anywhere leaves
+every chunk the manifest lists readable; ``HistoryReader`` says how many steps and episodes were kept. Opening an
+existing history for writing is refused unless ``mode="append"`` or ``mode="overwrite"`` says what to do with it.
+A truncated or corrupted chunk raises :class:`HistoryError` naming the file.
+
+**Why no writer thread.** Writing on a background thread was measured slower here, not faster: the learner this
+is built for (lockstep tabular Q-learning, millions of steps per second) makes a numpy call every few
+microseconds, and every Python step of a writer thread takes the GIL from it. A chunk costs a few milliseconds
+to write in place, well under the learner's own time for the same steps (``benchmarks/history_io.py``).
 
 **Layout.** Rows are steps; the steps of one episode are contiguous, so an episode is a ``(start, length)``
 range and a window of K episodes of one run is K slices.
@@ -26,20 +36,18 @@ import json
 import os
 import shutil
 import tempfile
-import threading
 import zlib
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from imitlib.artifacts import atomic_write_bytes
 
-FORMAT_VERSION = 1
-FIELDS = {  # name -> dtype; obs is (steps, obs_bytes) uint8, every other field is (steps,)
+FORMAT_VERSION = 2
+FIELDS = {  # name -> dtype, as episodes read back; obs is (steps, obs_bytes) uint8, every other field is (steps,)
     "obs": np.uint8,
     "action": np.int16,
     "reward": np.float32,
@@ -49,6 +57,19 @@ FIELDS = {  # name -> dtype; obs is (steps, obs_bytes) uint8, every other field 
     "epsilon": np.float32,
 }
 EPISODE_FIELDS = ("run", "episode", "start", "length")
+CHUNK_BYTES = 8 << 20  # per-step data per chunk unless chunk_steps says otherwise: few files, little memory
+STEP_FIELDS = ("obs", "action", "reward")  # always stored per step
+END_BITS = {"terminated": 1, "truncated": 2}  # stored as one byte per episode ("ends"): its last step's flags
+AFFINE_FIELDS = ("update", "epsilon")  # per step, or per episode as first value + change per step
+
+
+class PerEpisode(NamedTuple):
+    """A field that changes by a fixed amount per step within each episode: its value at each episode's first
+    step and the change per step (arrays of one value per episode, or scalars). Stored as two numbers per episode
+    instead of one per step."""
+
+    first: np.ndarray | float
+    step: np.ndarray | float = 0
 
 
 class HistoryError(RuntimeError):
@@ -71,8 +92,41 @@ class Episode:
 
 
 def _write_json_atomic(path: Path, obj: dict[str, Any]) -> None:
+    """Replace a manifest atomically. Not fsync'd, like the chunk files it lists: a history survives a killed
+    process (what the tests check), and the checksums catch what a power cut could leave half-written."""
     text = json.dumps(obj).encode()  # no indent: the C encoder is many times faster
-    atomic_write_bytes(path, lambda f: f.write(text))
+    atomic_write_bytes(path, lambda f: f.write(text), sync=False)
+
+
+def _stored(arrays: dict[str, np.ndarray], field: str) -> bool:
+    """Whether a chunk holds ``field`` per step or in one of its per-episode forms."""
+    return (field in arrays or (field in END_BITS and "ends" in arrays)
+            or (field in AFFINE_FIELDS and f"{field}_first" in arrays and f"{field}_step" in arrays))
+
+
+def _expand(arrays: dict[str, np.ndarray], field: str, row: int, lo: int, length: int) -> np.ndarray:
+    """One episode's per-step values of ``field`` (chunk table row ``row``, steps ``lo .. lo + length``)."""
+    if field in arrays:
+        return np.asarray(arrays[field][lo:lo + length])
+    if field in END_BITS:
+        out = np.zeros(length, np.bool_)
+        out[-1] = bool(arrays["ends"][row] & END_BITS[field])
+        return out
+    first, step = arrays[f"{field}_first"][row], arrays[f"{field}_step"][row]
+    return (first + step * np.arange(length, dtype=FIELDS[field])).astype(FIELDS[field])
+
+
+def _episode_sums(arrays: dict[str, np.ndarray], field: str) -> np.ndarray:
+    """Per episode of a chunk (table order), the sum of ``field`` over its steps."""
+    table = np.asarray(arrays["episodes"])
+    starts, lengths = table[:, 2], table[:, 3].astype(np.float64)
+    if field in arrays:
+        return np.add.reduceat(np.asarray(arrays[field], dtype=np.float64), starts) if len(starts) else lengths
+    if field in END_BITS:
+        return (np.asarray(arrays["ends"]) & END_BITS[field] > 0).astype(np.float64)
+    first = np.asarray(arrays[f"{field}_first"], np.float64)
+    step = np.asarray(arrays[f"{field}_step"], np.float64)
+    return lengths * first + step * lengths * (lengths - 1) / 2
 
 
 def _checksum_ok(arr: np.ndarray, chunk: dict[str, Any], field: str) -> bool:
@@ -83,8 +137,45 @@ def _checksum_ok(arr: np.ndarray, chunk: dict[str, Any], field: str) -> bool:
     return hashlib.sha256(data).hexdigest() == chunk["sha256"][field]
 
 
+class _Block(NamedTuple):
+    """The per-episode part of one ``add_block`` call, assembled into the chunk's tables when it is written."""
+
+    runs: Sequence[int]
+    episodes: Sequence[int] | int
+    keep: int
+    length: int
+    last: dict[str, np.ndarray]  # end flags of each episode's last step, (B,)
+    per_episode: dict[str, PerEpisode]
+
+
+def _is_scalar(value: Any) -> bool:
+    return np.isscalar(value) or getattr(value, "ndim", 1) == 0
+
+
+def _column(values: list[Any], keeps: list[int], dtype: Any) -> np.ndarray:
+    """One value per episode of a chunk, from each block's value: a scalar for all its episodes, or one per episode.
+
+    Lockstep recorders pass scalars, or the same array for every block, so a chunk of hundreds of blocks takes a
+    few numpy calls rather than a few per block."""
+    first = values[0]
+    if all(v is first for v in values):
+        if _is_scalar(first):
+            return np.full(sum(keeps), first, dtype)
+        if all(k == len(first) for k in keeps):
+            return np.tile(np.asarray(first, dtype), len(values))
+    if all(_is_scalar(v) for v in values):
+        return np.repeat(np.array(values, dtype), keeps)
+    return np.concatenate([np.full(k, v, dtype) if _is_scalar(v) else np.asarray(v, dtype)[:k]
+                           for v, k in zip(values, keeps, strict=True)])
+
+
 class HistoryWriter:
-    """Append episodes to a history folder, one atomic chunk at a time."""
+    """Append episodes to a history folder, one atomic chunk at a time.
+
+    ``add_block`` copies the per-step arrays into the chunk at once (into buffers reused from chunk to chunk) and
+    keeps references to the small per-episode ones (run ids, episode numbers, end flags, :class:`PerEpisode`
+    values) until the chunk is written: do not modify those afterwards (the recorders never do).
+    """
 
     def __init__(
         self,
@@ -94,7 +185,7 @@ class HistoryWriter:
         obs_shape: Sequence[int],
         n_actions: int,
         mode: str = "create",
-        chunk_steps: int = 1 << 18,
+        chunk_steps: int | None = None,
         max_steps: int | None = None,
         meta: dict[str, Any] | None = None,
     ) -> None:
@@ -116,36 +207,38 @@ class HistoryWriter:
             have = {k: self.manifest[k] for k in want}
             if have != want:
                 raise HistoryError(f"{self.path} holds {have}, cannot append {want}")
+            self.manifest["format_version"] = FORMAT_VERSION  # new chunks may use this version's encodings
         else:
             self.manifest = {
                 "format_version": FORMAT_VERSION, "obs_kind": obs_kind, "obs_shape": list(obs_shape),
                 "n_actions": n_actions, "runs": {}, "chunks": [], "meta": meta or {},
             }
             _write_json_atomic(manifest, self.manifest)
-        self._buffers: dict[str, np.ndarray] | None = None  # the chunk being filled, allocated at its first block
-        self._spare: dict[str, np.ndarray] | None = None  # the last chunk's arrays, reused once it is on disk
-        self._tables: list[np.ndarray] = []  # (run, episode, length) rows of the chunk being filled
+        self._buffers: dict[str, np.ndarray] | None = None  # per-step arrays of the chunk being filled
+        self._blocks: list[_Block] = []  # the per-episode part of the chunk being filled
+        self._per_step: tuple[str, ...] | None = None  # which of AFFINE_FIELDS the chunk stores per step
         self._pending_steps = 0
-        self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="history-writer")  # one: chunks stay in order
-        self._last: Future | None = None
-        self._lock = threading.Lock()  # the manifest is written by the writer thread
-        self.steps_written = sum(c["steps"] for c in self.manifest["chunks"])  # flushed (written or being written)
-        self._chunks_submitted = len(self.manifest["chunks"])
+        self.steps_written = sum(c["steps"] for c in self.manifest["chunks"])  # in chunks on disk
+        self._chunks_written = len(self.manifest["chunks"])
         self.dropped_episodes = 0
 
     def set_run(self, run: int, **task: Any) -> None:
         """Describe a run (its goal or game, its seed, ...): stored in the manifest."""
-        with self._lock:
-            self.manifest["runs"][str(run)] = task
+        self.manifest["runs"][str(run)] = task
 
     def add(self, episode: Episode) -> bool:
         """Queue one episode; returns False (and drops it) once the size cap is reached."""
-        fields = {f: np.asarray(getattr(episode, f))[None] for f in FIELDS}
+        fields = {f: np.asarray(getattr(episode, f), bool if f in END_BITS else None)[None] for f in FIELDS}
         return self.add_block([episode.run], [episode.episode], fields) == 1
 
-    def add_block(self, runs: Sequence[int], episodes: Sequence[int], fields: dict[str, np.ndarray]) -> int:
-        """Queue B episodes of equal length T at once (``fields[name]`` is ``(B, T, ...)``): the fast path for
-        learners that run in lockstep. Returns how many were kept under the size cap."""
+    def add_block(self, runs: Sequence[int], episodes: Sequence[int] | int,
+                  fields: dict[str, np.ndarray | PerEpisode]) -> int:
+        """Queue B episodes of equal length T at once: the fast path for learners that run in lockstep.
+
+        ``runs`` and ``episodes`` give each episode's run and its index in that run's history (``episodes`` may be
+        one number for all). ``fields[name]`` is ``(B, T, ...)`` per step; ``terminated`` / ``truncated`` may be
+        ``(B,)``, the flags of each episode's last step, and ``update`` / ``epsilon`` a :class:`PerEpisode`.
+        Returns how many episodes were kept under the size cap."""
         n_eps, length = fields["action"].shape[:2]
         if fields["obs"].dtype != np.uint8 or fields["obs"].shape[:2] != (n_eps, length):
             raise ValueError(f"obs must be (B={n_eps}, T={length}, bytes) uint8, got {fields['obs'].shape} "
@@ -154,73 +247,96 @@ class HistoryWriter:
             0, (self.max_steps - self.steps_written - self._pending_steps) // length)
         keep = min(n_eps, room)
         self.dropped_episodes += n_eps - keep
-        if keep:
-            steps = keep * length
-            capacity = 0 if self._buffers is None else len(self._buffers["action"])
-            if self._pending_steps + steps > capacity:
-                self.flush()  # chunks end on episode boundaries
-                self._allocate(max(self.chunk_steps, steps), fields["obs"].shape[2:])
-            rows = slice(self._pending_steps, self._pending_steps + steps)
-            for f in FIELDS:  # cast and copy in one pass, straight into the chunk
-                self._buffers[f][rows] = fields[f][:keep].reshape(steps, *fields[f].shape[2:])
-            table = np.empty((keep, 3), np.int64)
-            table[:, 0], table[:, 1], table[:, 2] = runs[:keep], episodes[:keep], length
-            self._tables.append(table)
-            self._pending_steps += steps
-            if self._pending_steps >= self.chunk_steps:
-                self.flush()
+        if not keep:
+            return 0
+        last = {}  # the end flags of each kept episode's last step
+        for flag in END_BITS:
+            values = fields[flag]
+            if values.dtype != np.bool_:
+                raise ValueError(f"{flag} must be bool, got {values.dtype}")
+            if values.ndim == 2:
+                values = values[:keep]
+                if np.count_nonzero(values) != np.count_nonzero(values[:, -1]):
+                    raise ValueError(f"{flag} is set before an episode's last step: an episode ends at its first "
+                                     f"terminated or truncated step, so record the rest as the next episode")
+                values = values[:, -1]
+            last[flag] = values[:keep]
+        per_step = tuple([f for f in AFFINE_FIELDS if type(fields[f]) is not PerEpisode])
+        steps = keep * length
+        if self.chunk_steps is None:  # about CHUNK_BYTES of per-step data per chunk
+            row = fields["obs"][0, 0].nbytes + sum(np.dtype(FIELDS[f]).itemsize for f in ("action", "reward",
+                                                                                           *per_step))
+            self.chunk_steps = max(1, CHUNK_BYTES // row)
+        capacity = 0 if self._buffers is None else len(self._buffers["action"])
+        if (self._pending_steps + steps > capacity or per_step != self._per_step
+                or fields["obs"].shape[2:] != self._buffers["obs"].shape[1:]):
+            self.flush()  # chunks end on episode boundaries, and store each field one way
+            self._allocate(max(self.chunk_steps, steps), fields["obs"].shape[2:], per_step)
+        rows = slice(self._pending_steps, self._pending_steps + steps)
+        for f in (*STEP_FIELDS, *per_step):  # cast and copy in one pass, straight into the chunk (any strides)
+            values = fields[f] if keep == n_eps else fields[f][:keep]
+            np.copyto(self._buffers[f][rows].reshape(values.shape), values, casting="unsafe")
+        self._blocks.append(_Block(runs, episodes, keep, length, last,
+                                   {f: fields[f] for f in AFFINE_FIELDS if f not in per_step}))
+        self._pending_steps += steps
+        if self._pending_steps >= self.chunk_steps:
+            self.flush()
         return keep
 
-    def _allocate(self, steps: int, obs_tail: tuple[int, ...]) -> None:
-        """Arrays for the next chunk: the spare set when it is big enough (no fresh pages to fault in)."""
-        spare, self._spare = self._spare, None
-        if spare is not None and len(spare["action"]) >= steps and spare["obs"].shape[1:] == obs_tail:
-            self._buffers = spare
-        else:
-            self._buffers = {f: np.empty((steps, *obs_tail) if f == "obs" else (steps,), d) for f, d in FIELDS.items()}
+    def _allocate(self, steps: int, obs_tail: tuple[int, ...], per_step: tuple[str, ...]) -> None:
+        """Arrays for the next chunk: the last chunk's when they fit (no fresh pages to fault in)."""
+        names = (*STEP_FIELDS, *per_step)
+        old = self._buffers
+        if not (old is not None and len(old["action"]) >= steps and old["obs"].shape[1:] == obs_tail
+                and set(names) <= set(old)):
+            self._buffers = {f: np.empty((steps, *obs_tail) if f == "obs" else (steps,), FIELDS[f]) for f in names}
+        self._per_step = per_step
 
-    def flush(self, wait: bool = False) -> None:
-        """Hand the filled part of the chunk to the writer thread; ``wait`` until it is on disk."""
-        if self._last is not None:
-            self._spare = self._last.result()  # one chunk in flight at most; a failed write re-raises here
-            self._last = None
-        if self._pending_steps:
-            n, tables = self._pending_steps, self._tables
-            arrays = {f: a[:n] for f, a in self._buffers.items()}
-            self._last = self._io.submit(self._write_chunk, arrays, tables, self._buffers,
-                                         f"{self._chunks_submitted:06d}")
-            self.steps_written += n
-            self._buffers, self._tables, self._pending_steps = None, [], 0
-            self._chunks_submitted += 1
-        if wait and self._last is not None:
-            self._spare = self._last.result()
-            self._last = None
+    def flush(self) -> None:
+        """Write the queued episodes as one chunk."""
+        if not self._blocks:
+            return
+        n = self._pending_steps
+        arrays = {f: self._buffers[f][:n] for f in (*STEP_FIELDS, *self._per_step)}
+        self._write_chunk({**arrays, **self._tables(self._blocks)}, f"{self._chunks_written:06d}")
+        self.steps_written += n
+        self._blocks, self._pending_steps, self._per_step = [], 0, None
+        self._chunks_written += 1
 
-    def _write_chunk(self, arrays: dict[str, np.ndarray], tables: list[np.ndarray], buffers: dict[str, np.ndarray],
-                     name: str) -> dict[str, np.ndarray]:
-        """Write one chunk folder under a temporary name, rename it, then record it in the manifest; returns
-        ``buffers`` for reuse."""
+    @staticmethod
+    def _tables(blocks: list[_Block]) -> dict[str, np.ndarray]:
+        """The chunk's per-episode arrays: the episode table, the end flags, and the :class:`PerEpisode` fields."""
+        keeps = [b.keep for b in blocks]
+        lengths = np.repeat([b.length for b in blocks], keeps)
+        starts = np.zeros_like(lengths)
+        np.cumsum(lengths[:-1], out=starts[1:])
+        out = {"episodes": np.stack([_column([b.runs for b in blocks], keeps, np.int64),
+                                     _column([b.episodes for b in blocks], keeps, np.int64), starts, lengths], axis=1)}
+        ends = [_column([b.last[flag] for b in blocks], keeps, np.uint8) * np.uint8(bit)
+                for flag, bit in END_BITS.items()]
+        out["ends"] = ends[0] | ends[1]
+        for f in blocks[0].per_episode:  # the same fields in every block of a chunk
+            for part in ("first", "step"):
+                out[f"{f}_{part}"] = _column([getattr(b.per_episode[f], part) for b in blocks], keeps, FIELDS[f])
+        return out
+
+    def _write_chunk(self, arrays: dict[str, np.ndarray], name: str) -> None:
+        """Write one chunk folder under a temporary name, rename it, then record it in the manifest."""
         tmp = Path(tempfile.mkdtemp(dir=self.path, prefix=f".{name}."))
-        eps = np.concatenate(tables)  # (n, 3): run, episode, length
-        lengths = eps[:, 2]
-        table = np.stack([eps[:, 0], eps[:, 1], np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths], axis=1)
         sizes, sums = {}, {}
-        for field, arr in {"episodes": table, **arrays}.items():
+        for field, arr in arrays.items():
             np.save(tmp / f"{field}.npy", arr, allow_pickle=False)
             sizes[field] = (tmp / f"{field}.npy").stat().st_size
             sums[field] = zlib.crc32(memoryview(arr).cast("B"))
         tmp.chmod(0o755)
         os.replace(tmp, self.path / name)
-        with self._lock:
-            self.manifest["chunks"].append({"name": name, "steps": int(lengths.sum()), "episodes": len(table),
-                                            "sizes": sizes, "crc32": sums})
-            _write_json_atomic(self.path / "manifest.json", self.manifest)
-        return buffers
+        self.manifest["chunks"].append({"name": name, "steps": len(arrays["action"]),
+                                        "episodes": len(arrays["episodes"]), "sizes": sizes, "crc32": sums})
+        _write_json_atomic(self.path / "manifest.json", self.manifest)
 
     def close(self) -> None:
-        """Write what is queued, wait for the writer thread, and leave a complete manifest."""
-        self.flush(wait=True)
-        self._io.shutdown(wait=True)
+        """Write what is queued and leave a complete manifest."""
+        self.flush()
         _write_json_atomic(self.path / "manifest.json", self.manifest)
 
     def __enter__(self) -> HistoryWriter:
@@ -242,12 +358,15 @@ class HistoryReader:
             self.manifest = json.loads(manifest.read_text())
         except json.JSONDecodeError as err:
             raise HistoryError(f"{manifest}: not valid JSON ({err})") from err
+        if self.manifest.get("format_version", 1) > FORMAT_VERSION:
+            raise HistoryError(f"{manifest}: format {self.manifest['format_version']} is newer than this imitlib "
+                               f"reads ({FORMAT_VERSION}); upgrade imitlib")
         self._chunks: list[dict[str, np.ndarray]] = []
         tables = []
         offset = 0
         for chunk in self.manifest["chunks"]:
             arrays = {}
-            for field in ("episodes", *FIELDS):
+            for field in chunk["sizes"]:  # format 1: every field per step; format 2: see the module docstring
                 file = self.path / chunk["name"] / f"{field}.npy"
                 if not file.exists():
                     raise HistoryError(f"{file}: missing (the history is damaged; re-record it)")
@@ -260,15 +379,20 @@ class HistoryReader:
                     raise HistoryError(f"{file}: unreadable ({err}); re-record it") from err
                 if verify and not _checksum_ok(arrays[field], chunk, field):
                     raise HistoryError(f"{file}: checksum does not match the manifest (corrupted; re-record it)")
+            lacking = [f for f in ("episodes", *FIELDS) if not _stored(arrays, f)]
+            if lacking:
+                raise HistoryError(f"{self.path / chunk['name']}: no data for {lacking} (the manifest lists "
+                                   f"{sorted(chunk['sizes'])}; the history is damaged, re-record it)")
             table = np.array(arrays["episodes"])
             table[:, 2] += offset
-            tables.append(table)
+            tables.append(np.column_stack([table, np.full(len(table), len(self._chunks)), np.arange(len(table))]))
             offset += chunk["steps"]
             self._chunks.append(arrays)
         self._bounds = np.cumsum([0] + [c["steps"] for c in self.manifest["chunks"]])
-        table = np.concatenate(tables) if tables else np.zeros((0, 4), np.int64)
+        table = np.concatenate(tables) if tables else np.zeros((0, 6), np.int64)
         order = np.lexsort((table[:, 1], table[:, 0]))  # by run, then episode
         self.episodes = {k: table[order, i] for i, k in enumerate(EPISODE_FIELDS)}
+        self._place = table[order, 4:]  # per episode: its chunk, and its row in that chunk's table
         runs, first = np.unique(self.episodes["run"], return_index=True)
         self._run_first = dict(zip(runs.tolist(), first.tolist(), strict=True))
         self._run_count = dict(zip(runs.tolist(), np.diff(np.append(first, len(order))).tolist(), strict=True))
@@ -299,16 +423,12 @@ class HistoryReader:
         """How many recorded episodes ``run`` has."""
         return self._run_count.get(run, 0)
 
-    def _rows(self, start: int, stop: int) -> dict[str, np.ndarray]:
-        """Steps [start, stop) in global row order; an episode never spans chunks."""
-        c = int(np.searchsorted(self._bounds, start, side="right") - 1)
-        lo, hi = start - self._bounds[c], stop - self._bounds[c]
-        return {field: self._chunks[c][field][lo:hi] for field in FIELDS}
-
     def episode(self, index: int) -> dict[str, np.ndarray]:
         """The ``index``-th episode in (run, episode) order, with its run and episode numbers."""
         start, length = int(self.episodes["start"][index]), int(self.episodes["length"][index])
-        out = {k: np.asarray(v) for k, v in self._rows(start, start + length).items()}
+        c, row = self._place[index]
+        arrays, lo = self._chunks[c], start - int(self._bounds[c])
+        out = {f: _expand(arrays, f, row, lo, length) for f in FIELDS}
         out["run"] = np.full(length, self.episodes["run"][index])
         out["episode"] = np.full(length, self.episodes["episode"][index])
         return out
@@ -353,31 +473,29 @@ class TabularRecorder:
     """Attach to :func:`imitlib.tabular.q_learning` (``on_episode=recorder``) and record every k-th episode.
 
     Dark Room observations are stored as the cell index (one byte). ``update`` is the number of Q-updates the
-    run had made before the step (one per step), ``epsilon`` the exploration rate of that episode.
+    run had made before the step (one per step), ``epsilon`` the exploration rate of that episode; both are
+    stored per episode (:class:`PerEpisode`), as are the flags (every episode is truncated at the horizon).
     """
 
-    def __init__(self, writer: HistoryWriter, run_ids: Sequence[int], every: int = 1, horizon: int = 20) -> None:
+    def __init__(self, writer: HistoryWriter, run_ids: Sequence[int], every: int = 1) -> None:
         if every < 1:
             raise ValueError(f"every must be >= 1, got {every}")
-        self.writer, self.every, self.horizon = writer, every, horizon
+        self.writer, self.every = writer, every
         self.run_ids = np.asarray(run_ids, dtype=np.int64)
         n = len(self.run_ids)
-        self._terminated = np.zeros((n, horizon), bool)  # the same every episode: built once
-        self._truncated = np.zeros((n, horizon), bool)
-        self._truncated[:, -1] = True
-        self._steps = np.broadcast_to(np.arange(horizon, dtype=np.int32), (n, horizon))
+        self._terminated = np.zeros(n, bool)  # each episode's last step: the same every episode, built once
+        self._truncated = np.ones(n, bool)  # (every episode ends at the horizon)
 
     def __call__(self, batch: Any) -> None:  # batch: imitlib.tabular.EpisodeBatch
         if batch.episode % self.every:
             return
-        n, h = batch.actions.shape
+        h = batch.actions.shape[1]
         fields = {
             "obs": batch.observations.astype(np.uint8)[..., None], "action": batch.actions, "reward": batch.rewards,
             "terminated": self._terminated, "truncated": self._truncated,
-            "update": self._steps + np.int32(batch.episode * h),
-            "epsilon": np.full((n, h), batch.epsilon, np.float32),
+            "update": PerEpisode(first=batch.episode * h, step=1), "epsilon": PerEpisode(first=batch.epsilon),
         }
-        self.writer.add_block(self.run_ids, np.full(n, batch.episode), fields)
+        self.writer.add_block(self.run_ids, batch.episode, fields)
 
 
 def context_dataset(reader: HistoryReader, *, episodes: int | None = None, steps: int | None = None,
@@ -486,16 +604,13 @@ def shuffle_episodes(reader: HistoryReader, path: str | Path, seed: int = 0) -> 
 
 def episode_totals(reader: HistoryReader, field: str = "reward") -> np.ndarray:
     """Per recorded episode (in ``reader.episodes`` order), the sum of ``field``: e.g. the episode's return."""
+    if field not in FIELDS:
+        raise ValueError(f"field must be one of {list(FIELDS)}, got {field!r}")
+    sums = [_episode_sums(arrays, field) for arrays in reader._chunks]
     out = np.zeros(reader.n_episodes)
-    starts = reader.episodes["start"]
-    for c, arrays in enumerate(reader._chunks):
-        lo, hi = reader._bounds[c], reader._bounds[c + 1]
-        inside = np.flatnonzero((starts >= lo) & (starts < hi))
-        if inside.size:
-            values = np.asarray(arrays[field], dtype=np.float64)
-            order = np.argsort(starts[inside])
-            sums = np.add.reduceat(values, starts[inside][order] - lo)
-            out[inside[order]] = sums
+    for c, values in enumerate(sums):
+        mine = np.flatnonzero(reader._place[:, 0] == c)
+        out[mine] = values[reader._place[mine, 1]]
     return out
 
 
@@ -522,6 +637,11 @@ def action_shares(reader: HistoryReader, edges: np.ndarray, n_actions: int) -> n
     return counts / np.maximum(counts.sum(1, keepdims=True), 1)
 
 
+def bytes_per_step(reader: HistoryReader) -> float:
+    """Bytes on disk per recorded step, every array file included (what a dataset costs to keep)."""
+    return sum(f.stat().st_size for f in reader.path.rglob("*.npy")) / max(reader.n_steps, 1)
+
+
 def stats_table(readers: dict[str, HistoryReader]) -> str:
     """A markdown table of dataset statistics: size, and the mean return early and late in each history."""
     rows = ["| dataset | runs | recorded episodes | steps | bytes per step | first-10% return | last-10% return |",
@@ -529,8 +649,7 @@ def stats_table(readers: dict[str, HistoryReader]) -> str:
     for label, reader in readers.items():
         runs, returns = per_run(reader, episode_totals(reader))
         k = max(1, returns.shape[1] // 10)
-        size = sum(f.stat().st_size for f in reader.path.rglob("*.npy"))
         early, late = np.nanmean(returns[:, :k]), np.nanmean(returns[:, -k:])
         rows.append(f"| {label} | {len(runs)} | {reader.n_episodes:,} | {reader.n_steps:,} | "
-                    f"{size / reader.n_steps:.1f} | {early:.2f} | {late:.2f} |")
+                    f"{bytes_per_step(reader):.1f} | {early:.2f} | {late:.2f} |")
     return "\n".join(rows)

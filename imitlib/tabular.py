@@ -65,7 +65,8 @@ class QLearningConfig:
 
 @dataclass
 class EpisodeBatch:
-    """What every run did in one episode: the hook a history recorder attaches to."""
+    """What every run did in one episode: the hook a history recorder attaches to. The arrays are new every
+    episode (a hook may keep them); they are ``(B, H)`` views of time-major arrays, so they need not be contiguous."""
 
     episode: int
     epsilon: float
@@ -201,9 +202,6 @@ def q_learning(
     eps_trace = np.array([cfg.epsilon(e) for e in range(episodes)])
     snapshots = {0: tables()} if 0 in snapshot_at else {}
     record = on_episode is not None
-    obs_buf = np.zeros((runs, horizon), np.int64) if record else None
-    act_buf = np.zeros((runs, horizon), np.int64) if record else None
-    rew_buf = np.zeros((runs, horizon)) if record else None
     block = max(1, min(32, 2_000_000 // (runs * horizon * UNIFORMS_PER_STEP)))  # episodes of uniforms per draw
 
     episode_iter = range(episodes)
@@ -218,6 +216,9 @@ def q_learning(
         eps, goal = eps_trace[e], goal_plan[e]
         cell = np.full(runs, start_cell(size))
         ret, moved = returns[e], update[e]
+        if record:  # fresh each episode, time-major: a step writes two contiguous rows; rewards follow from cells
+            cells, acts = np.empty((horizon + 1, runs), np.int64), np.empty((horizon, runs), np.int64)
+            cells[0] = cell
         for t in range(horizon):
             row = base + cell
             qs = np.take(q, row, axis=1)  # (A, runs)
@@ -234,7 +235,7 @@ def q_learning(
             delta = cfg.alpha * (target - old)
             q[action, row] = old + delta
             if record:
-                obs_buf[:, t], act_buf[:, t], rew_buf[:, t] = cell, action, reward
+                cells[t + 1], acts[t] = nxt_cell, action
             moved += np.abs(delta)
             ret += reward
             cell = nxt_cell
@@ -243,7 +244,8 @@ def q_learning(
         if e + 1 in snapshot_at:
             snapshots[e + 1] = tables()
         if record:
-            on_episode(EpisodeBatch(e, float(eps), goal.copy(), obs_buf.copy(), act_buf.copy(), rew_buf.copy()))
+            rewards = (cells[1:] == goal).T.astype(np.float64)  # exactly the rewards the learner got
+            on_episode(EpisodeBatch(e, float(eps), goal.copy(), cells[:-1].T, acts.T, rewards))
     return QLearningResult(
         returns=returns,
         update_size=update,

@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from imitlib.history import Episode, HistoryError, HistoryReader, HistoryWriter, TabularRecorder
+from imitlib.history import Episode, HistoryError, HistoryReader, HistoryWriter, PerEpisode, TabularRecorder
 from imitlib.tabular import QLearningConfig, q_learning
 
 
@@ -98,7 +98,7 @@ def test_a_killed_recording_keeps_every_chunk_the_manifest_lists(tmp_path):
         import numpy as np
         from imitlib.history import Episode, HistoryWriter
         w = HistoryWriter({str(tmp_path / "h")!r}, obs_kind="test", obs_shape=(2,), n_actions=5, chunk_steps=10)
-        for i in range(9):  # 45 steps: four chunks handed to the writer, one episode still queued
+        for i in range(9):  # 45 steps: four chunks written, one episode still queued
             w.add(Episode(run=0, episode=i, obs=np.zeros((5, 2), np.uint8), action=np.zeros(5), reward=np.zeros(5),
                           terminated=np.zeros(5, bool), truncated=np.zeros(5, bool), update=np.zeros(5),
                           epsilon=np.zeros(5)))
@@ -107,7 +107,7 @@ def test_a_killed_recording_keeps_every_chunk_the_manifest_lists(tmp_path):
     result = subprocess.run([sys.executable, "-c", script], capture_output=True)
     assert result.returncode != 0
     reader = HistoryReader(tmp_path / "h", verify=True)
-    assert reader.n_steps % 10 == 0 and 10 <= reader.n_steps <= 40
+    assert reader.n_steps == 40 and len(reader.manifest["chunks"]) == 4
     assert f"{reader.n_steps} steps in {reader.n_steps // 5} episodes" in reader.summary()
 
 
@@ -150,6 +150,8 @@ def test_tabular_recorder_subsamples_and_matches_the_learner(tmp_path):
     np.testing.assert_array_equal(ep["action"], seen[3].actions[1])
     assert ep["reward"].sum() == result.returns[3, 1]
     assert ep["update"][0] == 60 and ep["truncated"][-1] and not ep["truncated"][:-1].any()
+    np.testing.assert_array_equal(ep["update"], 60 + np.arange(20))
+    np.testing.assert_array_equal(ep["epsilon"], np.float32(seen[3].epsilon))
     assert json.loads((tmp_path / "h" / "manifest.json").read_text())["obs_kind"] == "darkroom"
 
 
@@ -227,3 +229,102 @@ def test_shuffled_copy_keeps_every_episode_but_not_their_order(tmp_path):
         after = mixed.window(run, 0, 8)["obs"][::4, 0]
         assert sorted(after) == sorted(before) and list(after) != list(before)
         assert mixed.task(run) == reader.task(run)
+
+
+def block(n, length, first_update=0, eps=0.5):
+    """``n`` equal-length episodes as per-step arrays ``(n, T)``, with a per-step update and epsilon."""
+    steps = np.arange(length)
+    truncated = np.zeros((n, length), bool)
+    truncated[:, -1] = True
+    return {"obs": (np.arange(n * length * 2) % 256).astype(np.uint8).reshape(n, length, 2),
+            "action": np.tile(steps % 5, (n, 1)), "reward": np.tile(steps / 10, (n, 1)),
+            "terminated": np.zeros((n, length), bool), "truncated": truncated,
+            "update": first_update + np.arange(n)[:, None] * 100 + steps, "epsilon": np.full((n, length), eps)}
+
+
+def test_per_episode_fields_read_back_as_the_per_step_ones(tmp_path):
+    from imitlib.history import episode_totals
+
+    steps = block(3, 200, eps=0.25)
+    with HistoryWriter(tmp_path / "a", obs_kind="test", obs_shape=(2,), n_actions=5) as w:
+        w.add_block([0, 0, 0], [0, 1, 2], steps)
+    with HistoryWriter(tmp_path / "b", obs_kind="test", obs_shape=(2,), n_actions=5) as w:
+        w.add_block([0, 0, 0], [0, 1, 2], {**steps, "update": PerEpisode(first=np.array([0, 100, 200]), step=1),
+                                           "epsilon": PerEpisode(first=0.25)})
+    a, b = HistoryReader(tmp_path / "a", verify=True), HistoryReader(tmp_path / "b", verify=True)
+    for i in range(3):
+        ea, eb = a.episode(i), b.episode(i)
+        assert ea.keys() == eb.keys()
+        for key in ea:
+            np.testing.assert_array_equal(ea[key], eb[key])
+            assert ea[key].dtype == eb[key].dtype, key
+    for field in ("update", "epsilon", "truncated", "terminated", "reward"):
+        np.testing.assert_allclose(episode_totals(a, field), episode_totals(b, field))
+    stored = {f.stem for f in (tmp_path / "b").rglob("*.npy")}
+    assert {"update", "epsilon", "terminated", "truncated"}.isdisjoint(stored), "stored once per episode"
+    size = {p.name: sum(f.stat().st_size for f in (tmp_path / p.name).rglob("*.npy")) for p in (a.path, b.path)}
+    assert size["b"] < size["a"]
+
+
+def test_a_change_of_encoding_starts_a_new_chunk(tmp_path):
+    with HistoryWriter(tmp_path / "h", obs_kind="test", obs_shape=(2,), n_actions=5) as w:
+        w.add_block([0], [0], block(1, 4))
+        w.add_block([0], [1], {**block(1, 4, first_update=100), "update": PerEpisode(first=100, step=1)})
+        w.add_block([0], [2], {**block(1, 4, first_update=200), "update": PerEpisode(first=200, step=1)})
+    reader = HistoryReader(tmp_path / "h", verify=True)
+    assert [c["steps"] for c in reader.manifest["chunks"]] == [4, 8]
+    np.testing.assert_array_equal(reader.window(0, 0, 3)["update"], np.concatenate([np.arange(4) + 100 * i
+                                                                                      for i in range(3)]))
+
+
+def test_a_flag_before_the_last_step_is_refused(tmp_path):
+    steps = block(2, 5)
+    steps["terminated"][1, 2] = True
+    with HistoryWriter(tmp_path / "h", obs_kind="test", obs_shape=(2,), n_actions=5) as w:
+        with pytest.raises(ValueError, match="terminated is set before an episode's last step"):
+            w.add_block([0, 0], [0, 1], steps)
+
+
+def test_format_1_histories_still_read(tmp_path):
+    """Format 1 stored every field per step; a hand-written one reads back as written."""
+    from imitlib.history import episode_totals
+
+    path = tmp_path / "h"
+    (path / "000000").mkdir(parents=True)
+    steps = block(2, 3)
+    arrays = {"episodes": np.array([[0, 0, 0, 3], [0, 1, 3, 3]]),
+              **{f: np.asarray(v).reshape(6, *np.shape(v)[2:]) for f, v in steps.items()}}
+    arrays["obs"] = arrays["obs"].astype(np.uint8)
+    for f, arr in arrays.items():
+        np.save(path / "000000" / f"{f}.npy", arr)
+    sizes = {f: (path / "000000" / f"{f}.npy").stat().st_size for f in arrays}
+    (path / "manifest.json").write_text(json.dumps({
+        "format_version": 1, "obs_kind": "test", "obs_shape": [2], "n_actions": 5, "runs": {}, "meta": {},
+        "chunks": [{"name": "000000", "steps": 6, "episodes": 2, "sizes": sizes}]}))
+    reader = HistoryReader(path)
+    window = reader.window(0, 0, 2)
+    for f in ("obs", "action", "truncated", "update", "epsilon"):
+        np.testing.assert_array_equal(window[f], arrays[f])
+    np.testing.assert_array_equal(episode_totals(reader, "update"), [3, 303])
+    del sizes["update"]
+    (path / "manifest.json").write_text(json.dumps({
+        "format_version": 1, "obs_kind": "test", "obs_shape": [2], "n_actions": 5, "runs": {}, "meta": {},
+        "chunks": [{"name": "000000", "steps": 6, "episodes": 2, "sizes": sizes}]}))
+    with pytest.raises(HistoryError, match=r"no data for \['update'\]"):
+        HistoryReader(path)
+
+
+def test_a_block_cut_by_the_size_cap_keeps_its_first_episodes_whole(tmp_path):
+    steps = block(4, 5)
+    ends = np.array([False, True, False, True])
+    with HistoryWriter(tmp_path / "h", obs_kind="test", obs_shape=(2,), n_actions=5, max_steps=12) as w:
+        kept = w.add_block([3, 4, 5, 6], 7, {**steps, "terminated": ends, "truncated": ~ends,
+                                             "update": PerEpisode(first=np.array([10, 20, 30, 40]), step=2),
+                                             "epsilon": PerEpisode(first=np.float32(0.5))})
+    assert kept == 2 and w.dropped_episodes == 2
+    reader = HistoryReader(tmp_path / "h", verify=True)
+    assert reader.runs() == [3, 4] and set(reader.episodes["episode"]) == {7}
+    np.testing.assert_array_equal(reader.window(4, 0, 1)["update"], 20 + 2 * np.arange(5))
+    assert reader.window(4, 0, 1)["terminated"].tolist() == [False] * 4 + [True]
+    assert reader.window(3, 0, 1)["truncated"][-1] and not reader.window(3, 0, 1)["terminated"].any()
+    np.testing.assert_array_equal(reader.window(3, 0, 1)["obs"], steps["obs"][0])

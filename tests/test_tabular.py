@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from imitlib.envs import optimal_return
-from imitlib.tabular import QLearningConfig, greedy_returns, q_learning, q_learning_loop
+from imitlib.tabular import QLearningConfig, greedy_returns, q_learning, q_learning_loop, transition_table
 
 
 def test_batched_equals_loop_for_the_same_seeds():
@@ -63,6 +63,19 @@ def test_snapshots_and_hook():
     assert [b.episode for b in seen] == list(range(10))
     assert seen[0].observations.shape == (1, 20) and seen[0].observations[0, 0] == 40
     np.testing.assert_array_equal([b.rewards.sum() for b in seen], res.returns[:, 0])
+
+
+def test_hook_batches_are_consistent_and_stay_valid():
+    """Every batch is its own arrays (a recorder may keep them), and its steps follow the room's transitions."""
+    seen = []
+    res = q_learning(QLearningConfig(), [3, 70], [0, 1], 6, on_episode=seen.append)
+    nxt = transition_table(9)
+    for b in seen:
+        assert b.observations.shape == b.actions.shape == b.rewards.shape == (2, 20)
+        np.testing.assert_array_equal(b.observations[:, 1:], nxt[b.observations[:, :-1], b.actions[:, :-1]])
+        last = nxt[b.observations[:, -1], b.actions[:, -1]]
+        np.testing.assert_array_equal(b.rewards, np.column_stack([b.observations[:, 1:], last]) == b.goals[:, None])
+    np.testing.assert_array_equal(np.stack([b.rewards.sum(1) for b in seen]), res.returns)
 
 
 def test_epsilon_schedule():

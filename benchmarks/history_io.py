@@ -57,7 +57,7 @@ def dqn_record_overhead(tmp: Path) -> float:
                            mode="overwrite") as writer:
             train(cfg, [0, 1], hooks=Hooks(on_step=DQNRecorder(writer, [0, 1]).on_step), progress=False)
 
-    return paired_overhead(lambda: train(cfg, [0, 1], progress=False), recorded, repeats=3)[0]
+    return paired_overhead(lambda: train(cfg, [0, 1], progress=False), recorded, repeats=5)[0]
 
 
 def main() -> None:

@@ -20,10 +20,11 @@ every chunk the manifest lists readable; ``HistoryReader`` says how many steps a
 existing history for writing is refused unless ``mode="append"`` or ``mode="overwrite"`` says what to do with it.
 A truncated or corrupted chunk raises :class:`HistoryError` naming the file.
 
-**Why no writer thread.** Writing on a background thread was measured slower here, not faster: the learner this
-is built for (lockstep tabular Q-learning, millions of steps per second) makes a numpy call every few
-microseconds, and every Python step of a writer thread takes the GIL from it. A chunk costs a few milliseconds
-to write in place, well under the learner's own time for the same steps (``benchmarks/history_io.py``).
+**Why no writer thread.** Writing on a background thread measured no faster here (within this machine's
+noise): the learner this is built for (lockstep tabular Q-learning, millions of steps per second) makes a numpy
+call every few microseconds, and every Python step of a writer thread takes the GIL from it. Writing in place is
+simpler, and a chunk costs a few milliseconds, well under the learner's own time for the same steps
+(``benchmarks/history_io.py``).
 
 **Layout.** Rows are steps; the steps of one episode are contiguous, so an episode is a ``(start, length)``
 range and a window of K episodes of one run is K slices.

@@ -2,11 +2,14 @@
 
 **Format: numpy shards.** A history is a folder with ``manifest.json`` and numbered chunk folders, each holding
 one ``.npy`` file per stored field plus a small episode table. Observations, actions and rewards are stored per
-step. The end flags (terminated, truncated) are stored once per episode, since only an episode's last step can
+step, actions as one byte when the game has at most 256 of them, and rewards in the dtype the recorder gives
+when that dtype is a small integer (exact in ``float32``; Dark Room's 0/1 rewards take a byte), else as
+``float32``. The end flags (terminated, truncated) are stored once per episode, since only an episode's last step can
 carry them. The learner's update count and epsilon are stored per step, or, when the recorder knows they change
 by a fixed amount per step within an episode (tabular Q-learning: one update per step, one epsilon per episode),
 as two numbers per episode (:class:`PerEpisode`); the reader expands both back to per-step arrays, so every
-episode reads back with the same seven fields. Format 1 histories (every field per step) still read.
+episode reads back with the same seven fields and dtypes. Format 1 histories (every field per step) and format 2
+(actions as ``int16``, rewards as ``float32``, an ``int64`` episode table) still read.
 
 We chose plain ``.npy`` shards over HDF5, zarr or Minari because they need nothing beyond numpy, open
 memory-mapped (a context window reads only its own bytes, no decompression), append by adding a folder, and
@@ -47,7 +50,7 @@ import numpy as np
 
 from imitlib.artifacts import atomic_write_bytes
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 FIELDS = {  # name -> dtype, as episodes read back; obs is (steps, obs_bytes) uint8, every other field is (steps,)
     "obs": np.uint8,
     "action": np.int16,
@@ -59,9 +62,9 @@ FIELDS = {  # name -> dtype, as episodes read back; obs is (steps, obs_bytes) ui
 }
 EPISODE_FIELDS = ("run", "episode", "start", "length")
 CHUNK_BYTES = 8 << 20  # per-step data per chunk unless chunk_steps says otherwise: few files, little memory
-STEP_FIELDS = ("obs", "action", "reward")  # always stored per step
 END_BITS = {"terminated": 1, "truncated": 2}  # stored as one byte per episode ("ends"): its last step's flags
 AFFINE_FIELDS = ("update", "epsilon")  # per step, or per episode as first value + change per step
+NARROW_REWARDS = tuple(np.dtype(t) for t in (np.bool_, np.uint8, np.int8, np.uint16, np.int16))  # float32-exact
 
 
 class PerEpisode(NamedTuple):
@@ -107,8 +110,8 @@ def _stored(arrays: dict[str, np.ndarray], field: str) -> bool:
 
 def _expand(arrays: dict[str, np.ndarray], field: str, row: int, lo: int, length: int) -> np.ndarray:
     """One episode's per-step values of ``field`` (chunk table row ``row``, steps ``lo .. lo + length``)."""
-    if field in arrays:
-        return np.asarray(arrays[field][lo:lo + length])
+    if field in arrays:  # stored narrower than it reads back (format 3), or as it reads back
+        return np.asarray(arrays[field][lo:lo + length]).astype(FIELDS[field], copy=False)
     if field in END_BITS:
         out = np.zeros(length, np.bool_)
         out[-1] = bool(arrays["ends"][row] & END_BITS[field])
@@ -150,7 +153,8 @@ class _Block(NamedTuple):
 
 
 def _is_scalar(value: Any) -> bool:
-    return np.isscalar(value) or getattr(value, "ndim", 1) == 0
+    """A Python or numpy number, or a 0-d array (cheaper than ``np.isscalar``: called once per block)."""
+    return isinstance(value, int | float | np.generic) or getattr(value, "ndim", 1) == 0
 
 
 def _column(values: list[Any], keeps: list[int], dtype: Any) -> np.ndarray:
@@ -217,7 +221,8 @@ class HistoryWriter:
             _write_json_atomic(manifest, self.manifest)
         self._buffers: dict[str, np.ndarray] | None = None  # per-step arrays of the chunk being filled
         self._blocks: list[_Block] = []  # the per-episode part of the chunk being filled
-        self._per_step: tuple[str, ...] | None = None  # which of AFFINE_FIELDS the chunk stores per step
+        self._encoding: dict[str, np.dtype] | None = None  # the chunk's per-step fields and their stored dtypes
+        self._action_dtype = np.dtype(np.uint8 if n_actions <= 256 else FIELDS["action"])
         self._pending_steps = 0
         self.steps_written = sum(c["steps"] for c in self.manifest["chunks"])  # in chunks on disk
         self._chunks_written = len(self.manifest["chunks"])
@@ -262,46 +267,48 @@ class HistoryWriter:
                                      f"terminated or truncated step, so record the rest as the next episode")
                 values = values[:, -1]
             last[flag] = values[:keep]
-        per_step = tuple([f for f in AFFINE_FIELDS if type(fields[f]) is not PerEpisode])
+        reward = fields["reward"].dtype
+        encoding = {"obs": np.dtype(np.uint8), "action": self._action_dtype,
+                    "reward": reward if reward in NARROW_REWARDS else np.dtype(FIELDS["reward"])}
+        encoding.update({f: np.dtype(FIELDS[f]) for f in AFFINE_FIELDS if type(fields[f]) is not PerEpisode})
         steps = keep * length
         if self.chunk_steps is None:  # about CHUNK_BYTES of per-step data per chunk
-            row = fields["obs"][0, 0].nbytes + sum(np.dtype(FIELDS[f]).itemsize for f in ("action", "reward",
-                                                                                           *per_step))
+            row = fields["obs"][0, 0].nbytes + sum(d.itemsize for f, d in encoding.items() if f != "obs")
             self.chunk_steps = max(1, CHUNK_BYTES // row)
         capacity = 0 if self._buffers is None else len(self._buffers["action"])
-        if (self._pending_steps + steps > capacity or per_step != self._per_step
+        if (self._pending_steps + steps > capacity or encoding != self._encoding
                 or fields["obs"].shape[2:] != self._buffers["obs"].shape[1:]):
             self.flush()  # chunks end on episode boundaries, and store each field one way
-            self._allocate(max(self.chunk_steps, steps), fields["obs"].shape[2:], per_step)
+            self._allocate(max(self.chunk_steps, steps), fields["obs"].shape[2:], encoding)
         rows = slice(self._pending_steps, self._pending_steps + steps)
-        for f in (*STEP_FIELDS, *per_step):  # cast and copy in one pass, straight into the chunk (any strides)
+        for f in encoding:  # cast and copy in one pass, straight into the chunk (any strides)
             values = fields[f] if keep == n_eps else fields[f][:keep]
             np.copyto(self._buffers[f][rows].reshape(values.shape), values, casting="unsafe")
         self._blocks.append(_Block(runs, episodes, keep, length, last,
-                                   {f: fields[f] for f in AFFINE_FIELDS if f not in per_step}))
+                                   {f: fields[f] for f in AFFINE_FIELDS if f not in encoding}))
         self._pending_steps += steps
         if self._pending_steps >= self.chunk_steps:
             self.flush()
         return keep
 
-    def _allocate(self, steps: int, obs_tail: tuple[int, ...], per_step: tuple[str, ...]) -> None:
+    def _allocate(self, steps: int, obs_tail: tuple[int, ...], encoding: dict[str, np.dtype]) -> None:
         """Arrays for the next chunk: the last chunk's when they fit (no fresh pages to fault in)."""
-        names = (*STEP_FIELDS, *per_step)
         old = self._buffers
         if not (old is not None and len(old["action"]) >= steps and old["obs"].shape[1:] == obs_tail
-                and set(names) <= set(old)):
-            self._buffers = {f: np.empty((steps, *obs_tail) if f == "obs" else (steps,), FIELDS[f]) for f in names}
-        self._per_step = per_step
+                and all(f in old and old[f].dtype == d for f, d in encoding.items())):
+            self._buffers = {f: np.empty((steps, *obs_tail) if f == "obs" else (steps,), d)
+                             for f, d in encoding.items()}
+        self._encoding = encoding
 
     def flush(self) -> None:
         """Write the queued episodes as one chunk."""
         if not self._blocks:
             return
         n = self._pending_steps
-        arrays = {f: self._buffers[f][:n] for f in (*STEP_FIELDS, *self._per_step)}
+        arrays = {f: self._buffers[f][:n] for f in self._encoding}
         self._write_chunk({**arrays, **self._tables(self._blocks)}, f"{self._chunks_written:06d}")
         self.steps_written += n
-        self._blocks, self._pending_steps, self._per_step = [], 0, None
+        self._blocks, self._pending_steps, self._encoding = [], 0, None
         self._chunks_written += 1
 
     @staticmethod
@@ -311,8 +318,10 @@ class HistoryWriter:
         lengths = np.repeat([b.length for b in blocks], keeps)
         starts = np.zeros_like(lengths)
         np.cumsum(lengths[:-1], out=starts[1:])
-        out = {"episodes": np.stack([_column([b.runs for b in blocks], keeps, np.int64),
-                                     _column([b.episodes for b in blocks], keeps, np.int64), starts, lengths], axis=1)}
+        cols = [_column([b.runs for b in blocks], keeps, np.int64),
+                _column([b.episodes for b in blocks], keeps, np.int64), starts, lengths]
+        small = all(-(1 << 31) <= c.min() and c.max() < 1 << 31 for c in cols)  # int32 halves the table (format 3)
+        out = {"episodes": np.stack(cols, axis=1, dtype=np.int32 if small else np.int64, casting="unsafe")}
         ends = [_column([b.last[flag] for b in blocks], keeps, np.uint8) * np.uint8(bit)
                 for flag, bit in END_BITS.items()]
         out["ends"] = ends[0] | ends[1]
@@ -384,7 +393,7 @@ class HistoryReader:
             if lacking:
                 raise HistoryError(f"{self.path / chunk['name']}: no data for {lacking} (the manifest lists "
                                    f"{sorted(chunk['sizes'])}; the history is damaged, re-record it)")
-            table = np.array(arrays["episodes"])
+            table = np.array(arrays["episodes"], dtype=np.int64)  # int32 on disk where it fits
             table[:, 2] += offset
             tables.append(np.column_stack([table, np.full(len(table), len(self._chunks)), np.arange(len(table))]))
             offset += chunk["steps"]
@@ -473,9 +482,10 @@ class HistoryReader:
 class TabularRecorder:
     """Attach to :func:`imitlib.tabular.q_learning` (``on_episode=recorder``) and record every k-th episode.
 
-    Dark Room observations are stored as the cell index (one byte). ``update`` is the number of Q-updates the
-    run had made before the step (one per step), ``epsilon`` the exploration rate of that episode; both are
-    stored per episode (:class:`PerEpisode`), as are the flags (every episode is truncated at the horizon).
+    Dark Room observations are stored as the cell index and rewards (0 or 1) as they come, one byte each. ``update``
+    is the number of Q-updates the run had made before the step (one per step), ``epsilon`` the exploration rate of
+    that episode; both are stored per episode (:class:`PerEpisode`), as are the flags (every episode is truncated at
+    the horizon).
     """
 
     def __init__(self, writer: HistoryWriter, run_ids: Sequence[int], every: int = 1) -> None:
@@ -490,9 +500,12 @@ class TabularRecorder:
     def __call__(self, batch: Any) -> None:  # batch: imitlib.tabular.EpisodeBatch
         if batch.episode % self.every:
             return
+        if batch.observations.dtype != np.uint8:
+            raise ValueError(f"TabularRecorder stores a cell in one byte: rooms of up to 256 cells, got cells as "
+                             f"{batch.observations.dtype}")
         h = batch.actions.shape[1]
         fields = {
-            "obs": batch.observations.astype(np.uint8)[..., None], "action": batch.actions, "reward": batch.rewards,
+            "obs": batch.observations[..., None], "action": batch.actions, "reward": batch.rewards,
             "terminated": self._terminated, "truncated": self._truncated,
             "update": PerEpisode(first=batch.episode * h, step=1), "epsilon": PerEpisode(first=batch.epsilon),
         }

@@ -66,14 +66,15 @@ class QLearningConfig:
 @dataclass
 class EpisodeBatch:
     """What every run did in one episode: the hook a history recorder attaches to. The arrays are new every
-    episode (a hook may keep them); they are ``(B, H)`` views of time-major arrays, so they need not be contiguous."""
+    episode (a hook may keep them); they are ``(B, H)`` views of time-major arrays, so they need not be contiguous,
+    and as narrow as their values allow (a recorder copies them to disk as they are)."""
 
     episode: int
     epsilon: float
     goals: np.ndarray  # (B,) goal cell of each run in this episode
-    observations: np.ndarray  # (B, H) cell before each action
-    actions: np.ndarray  # (B, H)
-    rewards: np.ndarray  # (B, H)
+    observations: np.ndarray  # (B, H) cell before each action: uint8 (rooms of up to 256 cells), else int32
+    actions: np.ndarray  # (B, H) uint8
+    rewards: np.ndarray  # (B, H) uint8, 0 or 1: Dark Room's reward is "the step reached the goal"
 
 
 @dataclass
@@ -202,6 +203,7 @@ def q_learning(
     eps_trace = np.array([cfg.epsilon(e) for e in range(episodes)])
     snapshots = {0: tables()} if 0 in snapshot_at else {}
     record = on_episode is not None
+    cell_dtype = np.uint8 if n_cells <= 256 else np.int32  # what a hook receives: the cells fit a byte in Dark Room
     block = max(1, min(32, 2_000_000 // (runs * horizon * UNIFORMS_PER_STEP)))  # episodes of uniforms per draw
 
     episode_iter = range(episodes)
@@ -216,9 +218,8 @@ def q_learning(
         eps, goal = eps_trace[e], goal_plan[e]
         cell = np.full(runs, start_cell(size))
         ret, moved = returns[e], update[e]
-        if record:  # fresh each episode, time-major: a step writes two contiguous rows; rewards follow from cells
-            cells, acts = np.empty((horizon + 1, runs), np.int64), np.empty((horizon, runs), np.int64)
-            cells[0] = cell
+        if record:  # every step's arrays are fresh, so keeping references costs nothing; stacked once below
+            cells, acts = [cell], []
         for t in range(horizon):
             row = base + cell
             qs = np.take(q, row, axis=1)  # (A, runs)
@@ -235,7 +236,8 @@ def q_learning(
             delta = cfg.alpha * (target - old)
             q[action, row] = old + delta
             if record:
-                cells[t + 1], acts[t] = nxt_cell, action
+                cells.append(nxt_cell)
+                acts.append(action)
             moved += np.abs(delta)
             ret += reward
             cell = nxt_cell
@@ -243,9 +245,11 @@ def q_learning(
             greedy[e] = _greedy_returns(q, goal, runs, size, horizon)
         if e + 1 in snapshot_at:
             snapshots[e + 1] = tables()
-        if record:
-            rewards = (cells[1:] == goal).T.astype(np.float64)  # exactly the rewards the learner got
-            on_episode(EpisodeBatch(e, float(eps), goal.copy(), cells[:-1].T, acts.T, rewards))
+        if record:  # time-major (H + 1, B) and (H, B), in the narrowest dtype that holds them
+            cells = np.concatenate(cells, dtype=cell_dtype, casting="unsafe").reshape(horizon + 1, runs)
+            acts = np.concatenate(acts, dtype=np.uint8, casting="unsafe").reshape(horizon, runs)
+            hits = cells[1:] == goal.astype(cell_dtype)  # exactly the rewards the learner got
+            on_episode(EpisodeBatch(e, float(eps), goal.copy(), cells[:-1].T, acts.T, hits.view(np.uint8).T))
     return QLearningResult(
         returns=returns,
         update_size=update,

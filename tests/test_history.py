@@ -328,3 +328,56 @@ def test_a_block_cut_by_the_size_cap_keeps_its_first_episodes_whole(tmp_path):
     assert reader.window(4, 0, 1)["terminated"].tolist() == [False] * 4 + [True]
     assert reader.window(3, 0, 1)["truncated"][-1] and not reader.window(3, 0, 1)["terminated"].any()
     np.testing.assert_array_equal(reader.window(3, 0, 1)["obs"], steps["obs"][0])
+
+
+def test_actions_and_small_integer_rewards_are_stored_in_a_byte_and_read_back_as_before(tmp_path):
+    """Format 3: a byte per action (<= 256 actions) and per 0/1 reward given as uint8; float rewards stay float32;
+    a change of reward dtype starts a new chunk; everything reads back with the usual dtypes."""
+    steps = block(2, 4)
+    hits = (np.arange(4) == 3).astype(np.uint8)[None].repeat(2, 0)
+    with HistoryWriter(tmp_path / "h", obs_kind="test", obs_shape=(2,), n_actions=5) as w:
+        w.add_block([0, 1], 0, {**steps, "reward": hits})
+        w.add_block([0, 1], 1, {**steps, "reward": hits.astype(bool)})
+        w.add_block([0, 1], 2, steps)  # rewards steps / 10: not integers
+    reader = HistoryReader(tmp_path / "h", verify=True)
+    assert [c["steps"] for c in reader.manifest["chunks"]] == [8, 8, 8]
+    stored = [{f: np.load(tmp_path / "h" / c["name"] / f"{f}.npy").dtype for f in ("action", "reward", "episodes")}
+              for c in reader.manifest["chunks"]]
+    assert [s["reward"] for s in stored] == [np.uint8, np.bool_, np.float32]
+    assert {s["action"] for s in stored} == {np.dtype(np.uint8)}
+    assert {s["episodes"] for s in stored} == {np.dtype(np.int32)}
+    window = reader.window(1, 0, 3)
+    assert window["action"].dtype == np.int16 and window["reward"].dtype == np.float32
+    want = np.concatenate([hits[1], hits[1], steps["reward"][1]]).astype(np.float32)
+    np.testing.assert_array_equal(window["reward"], want)
+    np.testing.assert_array_equal(window["action"], np.tile(np.arange(4) % 5, 3))
+
+
+def test_format_2_histories_still_read(tmp_path):
+    """Format 2 stored actions as int16, rewards as float32 and an int64 episode table; such a history (made by
+    widening a format 3 one) reads back the same."""
+    steps = block(3, 5)
+    with HistoryWriter(tmp_path / "h", obs_kind="test", obs_shape=(2,), n_actions=5) as w:
+        w.add_block([0, 1, 2], 4, {**steps, "update": PerEpisode(first=np.array([0, 100, 200]), step=1)})
+    new = [{k: np.array(v) for k, v in HistoryReader(tmp_path / "h", verify=True).episode(i).items()} for i in range(3)]
+    manifest = json.loads((tmp_path / "h" / "manifest.json").read_text())
+    chunk = manifest["chunks"][0]
+    for field, dtype in (("action", np.int16), ("reward", np.float32), ("episodes", np.int64)):
+        file = tmp_path / "h" / chunk["name"] / f"{field}.npy"
+        np.save(file, np.load(file).astype(dtype))
+        chunk["sizes"][field] = file.stat().st_size
+        del chunk["crc32"][field]
+    manifest["format_version"] = 2
+    (tmp_path / "h" / "manifest.json").write_text(json.dumps(manifest))
+    old = HistoryReader(tmp_path / "h")
+    for i in range(3):
+        a, b = new[i], old.episode(i)
+        for key in a:
+            np.testing.assert_array_equal(a[key], b[key])
+            assert a[key].dtype == b[key].dtype, key
+
+
+def test_tabular_recorder_refuses_rooms_whose_cells_do_not_fit_a_byte(tmp_path):
+    with HistoryWriter(tmp_path / "h", obs_kind="darkroom", obs_shape=(1,), n_actions=5) as w:
+        with pytest.raises(ValueError, match="rooms of up to 256 cells"):
+            q_learning(QLearningConfig(size=17, horizon=5), [3], [0], 1, on_episode=TabularRecorder(w, [0]))

@@ -72,6 +72,7 @@ def test_hook_batches_are_consistent_and_stay_valid():
     nxt = transition_table(9)
     for b in seen:
         assert b.observations.shape == b.actions.shape == b.rewards.shape == (2, 20)
+        assert b.observations.dtype == b.actions.dtype == b.rewards.dtype == np.uint8, "a byte each: 81 cells"
         np.testing.assert_array_equal(b.observations[:, 1:], nxt[b.observations[:, :-1], b.actions[:, :-1]])
         last = nxt[b.observations[:, -1], b.actions[:, -1]]
         np.testing.assert_array_equal(b.rewards, np.column_stack([b.observations[:, 1:], last]) == b.goals[:, None])

@@ -375,6 +375,12 @@ def test_format_2_histories_still_read(tmp_path):
         for key in a:
             np.testing.assert_array_equal(a[key], b[key])
             assert a[key].dtype == b[key].dtype, key
+    with HistoryWriter(tmp_path / "h", obs_kind="test", obs_shape=(2,), n_actions=5, mode="append") as w:
+        w.add_block([0, 1, 2], 5, steps)  # a format 3 chunk after a format 2 one
+    both = HistoryReader(tmp_path / "h")
+    assert both.manifest["format_version"] == 3 and both.n_episodes == 6
+    np.testing.assert_array_equal(both.window(1, 0, 2)["action"], np.concatenate([new[1]["action"]] * 2))
+    assert both.window(1, 0, 2)["action"].dtype == np.int16
 
 
 def test_tabular_recorder_refuses_rooms_whose_cells_do_not_fit_a_byte(tmp_path):

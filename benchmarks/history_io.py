@@ -3,9 +3,10 @@
 * ``record_overhead``: batched Q-learning on all 81 goals with the recorder attached vs without, same run
   (fraction of extra time: interquartile mean over repeats that time both back to back, with its 95% bootstrap
   interval in ``record_overhead_ci``; ``record_overhead_median`` is the median, as reported before;
-  ``record_overhead_best`` compares the fastest of each). This learner runs millions of steps per second, so it
-  is the hard case;
-  ``record_overhead_dqn`` is the same measurement for the MinAtar DQN teacher (5,000 steps, 2 seeds).
+  ``record_overhead_best`` compares the fastest of each). The interval treats repeats as independent; this VM's
+  speed drifts, so read it as a lower bound on the uncertainty. This learner runs millions of steps per second, so
+  it is the hard case. ``record_overhead_dqn`` is the median of 5 paired repeats for the MinAtar DQN teacher
+  (5,000 steps, 2 seeds).
 * ``bytes_per_step``: bytes on disk per recorded step (all fields, manifest included).
 * ``reader_steps_per_s``: steps per second delivered as 4-episode context windows, sampled uniformly.
 * ``darkroom_record_s``: wall time to record the lab-scale Dark Room dataset (81 goals, learning + expert).
@@ -44,7 +45,7 @@ def paired_overhead(plain, recorded, repeats: int) -> tuple[float, float, list[f
         pairs.append(times)
     t = np.array(pairs)
     ratios = t[:, 1] / t[:, 0] - 1
-    return float(np.median(ratios)), float(t[:, 1].min() / t[:, 0].min() - 1), ratios.round(4).tolist()
+    return float(np.median(ratios)), float(t[:, 1].min() / t[:, 0].min() - 1), ratios.tolist()
 
 
 def dqn_record_overhead(tmp: Path) -> float:
@@ -93,7 +94,7 @@ def main() -> None:
     print(f"Q-learning on {goals.size} runs x {cfg.episodes} episodes, recording every step: "
           f"{100 * float(overhead.estimate):.1f}% overhead (IQM of {len(ratios)} paired repeats, 95% CI "
           f"{100 * float(overhead.low):.1f}-{100 * float(overhead.high):.1f}%; median {100 * median:.1f}%; "
-          f"{100 * overhead_best:.1f}% fastest vs fastest); paired: {ratios}")
+          f"{100 * overhead_best:.1f}% fastest vs fastest); paired: {np.round(ratios, 4).tolist()}")
     print(f"{bytes_per_step:.1f} bytes per recorded step; reader: {reader_rate:,.0f} steps/s in {k}-episode windows")
     print(f"lab Dark Room dataset ({total:,} learning steps + expert episodes, 81 goals): {record_s:.1f} s")
     print(f"DQN teacher (MinAtar Breakout): {100 * dqn_overhead:.1f}% recording overhead")

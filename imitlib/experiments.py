@@ -414,7 +414,7 @@ def _greedy_episodes(q: np.ndarray, goals: np.ndarray, runs: np.ndarray, n: int,
     truncated[:, -1] = True
     for i in range(n):
         writer.add_block(runs, [i] * b, {"obs": cells[:, :-1].astype(np.uint8)[..., None], "action": act,
-                                         "reward": rew, "terminated": np.zeros((b, h), bool),
+                                         "reward": rew.astype(np.uint8), "terminated": np.zeros((b, h), bool),
                                          "truncated": truncated, "update": PerEpisode(first=0),
                                          "epsilon": PerEpisode(first=0.0)})
 
@@ -440,8 +440,13 @@ def recorded_dataset(name: str, cfg: Any, scale: Scale, record: Any) -> Path:
 
 
 def darkroom_histories(cfg: DarkRoomHistories, scale: Scale) -> Path:
-    """Chapter 3's Dark Room dataset folder (``learning/``, ``expert/``), recorded first if absent."""
-    return recorded_dataset(f"darkroom-{cfg.source}", cfg, scale, lambda folder: record_darkroom(cfg, folder))
+    """Chapter 3's Dark Room dataset folder (``learning/``, ``expert/``), recorded first if absent. The history
+    format is part of the name: a dataset recorded by an older imitlib still reads, but recording anew takes a
+    second and keeps chapter 3's bytes-per-step figure true of the current format."""
+    from imitlib.history import FORMAT_VERSION
+
+    return recorded_dataset(f"darkroom-{cfg.source}-v{FORMAT_VERSION}", cfg, scale,
+                            lambda folder: record_darkroom(cfg, folder))
 
 
 def minatar_histories(exp: TeacherExperiment, scale: Scale, every: int = 10) -> Path:

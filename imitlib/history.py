@@ -212,7 +212,6 @@ class HistoryWriter:
             have = {k: self.manifest[k] for k in want}
             if have != want:
                 raise HistoryError(f"{self.path} holds {have}, cannot append {want}")
-            self.manifest["format_version"] = FORMAT_VERSION  # new chunks may use this version's encodings
         else:
             self.manifest = {
                 "format_version": FORMAT_VERSION, "obs_kind": obs_kind, "obs_shape": list(obs_shape),
@@ -280,6 +279,11 @@ class HistoryWriter:
                 or fields["obs"].shape[2:] != self._buffers["obs"].shape[1:]):
             self.flush()  # chunks end on episode boundaries, and store each field one way
             self._allocate(max(self.chunk_steps, steps), fields["obs"].shape[2:], encoding)
+        action = fields["action"]
+        if not np.can_cast(action.dtype, encoding["action"], "safe") and (
+                action.min() < 0 or action.max() >= self.manifest["n_actions"]):
+            raise ValueError(f"actions must lie in 0..{self.manifest['n_actions'] - 1} (n_actions), got "
+                             f"{action.min()}..{action.max()}")
         rows = slice(self._pending_steps, self._pending_steps + steps)
         for f in encoding:  # cast and copy in one pass, straight into the chunk (any strides)
             values = fields[f] if keep == n_eps else fields[f][:keep]
@@ -340,6 +344,7 @@ class HistoryWriter:
             sums[field] = zlib.crc32(memoryview(arr).cast("B"))
         tmp.chmod(0o755)
         os.replace(tmp, self.path / name)
+        self.manifest["format_version"] = FORMAT_VERSION  # appended chunks may use this version's encodings
         self.manifest["chunks"].append({"name": name, "steps": len(arrays["action"]),
                                         "episodes": len(arrays["episodes"]), "sizes": sizes, "crc32": sums})
         _write_json_atomic(self.path / "manifest.json", self.manifest)

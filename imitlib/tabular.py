@@ -67,7 +67,7 @@ class QLearningConfig:
 class EpisodeBatch:
     """What every run did in one episode: the hook a history recorder attaches to. The arrays are new every
     episode (a hook may keep them); they are ``(B, H)`` views of time-major arrays, so they need not be contiguous,
-    and as narrow as their values allow (a recorder copies them to disk as they are)."""
+    and narrow (a recorder copies them to disk as they are)."""
 
     episode: int
     epsilon: float
@@ -218,7 +218,7 @@ def q_learning(
         eps, goal = eps_trace[e], goal_plan[e]
         cell = np.full(runs, start_cell(size))
         ret, moved = returns[e], update[e]
-        if record:  # every step's arrays are fresh, so keeping references costs nothing; stacked once below
+        if record:  # every step's arrays are fresh, so keeping references is cheap; stacked once below
             cells, acts = [cell], []
         for t in range(horizon):
             row = base + cell

@@ -1,4 +1,5 @@
 import json
+import zlib
 
 import numpy as np
 import pytest
@@ -364,12 +365,16 @@ def test_format_2_histories_still_read(tmp_path):
     chunk = manifest["chunks"][0]
     for field, dtype in (("action", np.int16), ("reward", np.float32), ("episodes", np.int64)):
         file = tmp_path / "h" / chunk["name"] / f"{field}.npy"
-        np.save(file, np.load(file).astype(dtype))
+        wide = np.load(file).astype(dtype)
+        np.save(file, wide)
         chunk["sizes"][field] = file.stat().st_size
-        del chunk["crc32"][field]
+        chunk["crc32"][field] = zlib.crc32(wide.tobytes())
     manifest["format_version"] = 2
     (tmp_path / "h" / "manifest.json").write_text(json.dumps(manifest))
-    old = HistoryReader(tmp_path / "h")
+    with HistoryWriter(tmp_path / "h", obs_kind="test", obs_shape=(2,), n_actions=5, mode="append"):
+        pass  # opened for appending, nothing written: still a format 2 history
+    assert HistoryReader(tmp_path / "h").manifest["format_version"] == 2
+    old = HistoryReader(tmp_path / "h", verify=True)
     for i in range(3):
         a, b = new[i], old.episode(i)
         for key in a:
@@ -387,3 +392,25 @@ def test_tabular_recorder_refuses_rooms_whose_cells_do_not_fit_a_byte(tmp_path):
     with HistoryWriter(tmp_path / "h", obs_kind="darkroom", obs_shape=(1,), n_actions=5) as w:
         with pytest.raises(ValueError, match="rooms of up to 256 cells"):
             q_learning(QLearningConfig(size=17, horizon=5), [3], [0], 1, on_episode=TabularRecorder(w, [0]))
+
+
+def test_wide_action_spaces_and_large_run_ids_keep_wide_dtypes(tmp_path):
+    """More than 256 actions are stored as int16; run ids beyond int32 keep an int64 episode table."""
+    steps = block(2, 3)
+    steps["action"] = np.array([[0, 299, 17], [5, 6, 7]])
+    with HistoryWriter(tmp_path / "h", obs_kind="test", obs_shape=(2,), n_actions=300) as w:
+        w.add_block([0, 2**33], 0, steps)
+    reader = HistoryReader(tmp_path / "h", verify=True)
+    chunk = tmp_path / "h" / reader.manifest["chunks"][0]["name"]
+    assert np.load(chunk / "action.npy").dtype == np.int16 and np.load(chunk / "episodes.npy").dtype == np.int64
+    assert reader.runs() == [0, 2**33]
+    np.testing.assert_array_equal(reader.window(0, 0, 1)["action"], [0, 299, 17])
+
+
+def test_actions_outside_the_action_space_are_refused_not_wrapped(tmp_path):
+    with HistoryWriter(tmp_path / "h", obs_kind="test", obs_shape=(2,), n_actions=5) as w:
+        for bad in (5, -1, 261):
+            steps = block(1, 3)
+            steps["action"] = np.array([[0, bad, 1]])
+            with pytest.raises(ValueError, match=r"actions must lie in 0\.\.4"):
+                w.add_block([0], 0, steps)

@@ -113,3 +113,14 @@ def test_greedy_rollouts_agree_with_greedy_returns():
     cells, actions, rewards = greedy_rollouts(res.q, np.array([3, 70, 40]))
     assert cells.shape == (3, 21) and actions.shape == rewards.shape == (3, 20) and (cells[:, 0] == 40).all()
     np.testing.assert_array_equal(rewards.sum(1), greedy_returns(res.q, np.array([3, 70, 40])))
+
+
+def test_hook_cells_of_rooms_larger_than_a_byte_stay_exact():
+    """A 17 x 17 room has 289 cells: the hook gets them as int32 (not wrapped to a byte), still the room's path."""
+    seen = []
+    q_learning(QLearningConfig(size=17, horizon=100), [288] * 8, list(range(8)), 3, on_episode=seen.append)
+    nxt = transition_table(17)
+    for b in seen:
+        assert b.observations.dtype == np.int32 and b.actions.dtype == np.uint8
+        np.testing.assert_array_equal(b.observations[:, 1:], nxt[b.observations[:, :-1], b.actions[:, :-1]])
+    assert max(int(b.observations.max()) for b in seen) > 255, "the runs reached cells a byte cannot hold"

@@ -270,6 +270,11 @@ class HistoryWriter:
         encoding = {"obs": np.dtype(np.uint8), "action": self._action_dtype,
                     "reward": reward if reward in NARROW_REWARDS else np.dtype(FIELDS["reward"])}
         encoding.update({f: np.dtype(FIELDS[f]) for f in AFFINE_FIELDS if type(fields[f]) is not PerEpisode})
+        action = fields["action"]  # checked before anything is queued or flushed
+        if not np.can_cast(action.dtype, encoding["action"], "safe") and (
+                action.min() < 0 or action.max() >= self.manifest["n_actions"]):
+            raise ValueError(f"actions must lie in 0..{self.manifest['n_actions'] - 1} (n_actions), got "
+                             f"{action.min()}..{action.max()}")
         steps = keep * length
         if self.chunk_steps is None:  # about CHUNK_BYTES of per-step data per chunk
             row = fields["obs"][0, 0].nbytes + sum(d.itemsize for f, d in encoding.items() if f != "obs")
@@ -279,11 +284,6 @@ class HistoryWriter:
                 or fields["obs"].shape[2:] != self._buffers["obs"].shape[1:]):
             self.flush()  # chunks end on episode boundaries, and store each field one way
             self._allocate(max(self.chunk_steps, steps), fields["obs"].shape[2:], encoding)
-        action = fields["action"]
-        if not np.can_cast(action.dtype, encoding["action"], "safe") and (
-                action.min() < 0 or action.max() >= self.manifest["n_actions"]):
-            raise ValueError(f"actions must lie in 0..{self.manifest['n_actions'] - 1} (n_actions), got "
-                             f"{action.min()}..{action.max()}")
         rows = slice(self._pending_steps, self._pending_steps + steps)
         for f in encoding:  # cast and copy in one pass, straight into the chunk (any strides)
             values = fields[f] if keep == n_eps else fields[f][:keep]

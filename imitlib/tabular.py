@@ -245,7 +245,7 @@ def q_learning(
             greedy[e] = _greedy_returns(q, goal, runs, size, horizon)
         if e + 1 in snapshot_at:
             snapshots[e + 1] = tables()
-        if record:  # time-major (H + 1, B) and (H, B), in the narrowest dtype that holds them
+        if record:  # time-major (H + 1, B) and (H, B), in a byte where the values fit
             cells = np.concatenate(cells, dtype=cell_dtype, casting="unsafe").reshape(horizon + 1, runs)
             acts = np.concatenate(acts, dtype=np.uint8, casting="unsafe").reshape(horizon, runs)
             hits = cells[1:] == goal.astype(cell_dtype)  # exactly the rewards the learner got

@@ -1,15 +1,17 @@
 """Learning histories on disk: what a learner saw and did, episode by episode, as it learned.
 
 **Format: numpy shards.** A history is a folder with ``manifest.json`` and numbered chunk folders, each holding
-one ``.npy`` file per stored field plus a small episode table. Observations, actions and rewards are stored per
+one ``.npy`` file per stored field plus small per-episode arrays. Observations, actions and rewards are stored per
 step, actions as one byte when the game has at most 256 of them, and rewards in the dtype the recorder gives
 when that dtype is a small integer (exact in ``float32``; Dark Room's 0/1 rewards take a byte), else as
 ``float32``. The end flags (terminated, truncated) are stored once per episode, since only an episode's last step can
 carry them. The learner's update count and epsilon are stored per step, or, when the recorder knows they change
 by a fixed amount per step within an episode (tabular Q-learning: one update per step, one epsilon per episode),
-as two numbers per episode (:class:`PerEpisode`); the reader expands both back to per-step arrays, so every
-episode reads back with the same seven fields and dtypes. Format 1 histories (every field per step) and format 2
-(actions as ``int16``, rewards as ``float32``, an ``int64`` episode table) still read.
+as two numbers per episode (:class:`PerEpisode`). Each per-episode array (run, episode number, where the episode's
+steps are, end flags, :class:`PerEpisode` values) is stored as one value when it is the same for the whole chunk.
+The reader expands all of it back, so every episode reads back with the same seven per-step fields and dtypes.
+Histories of formats 1 to 3 still read: format 1 stored every field per step, format 2 an ``int64`` episode
+table (actions ``int16``, rewards ``float32``), format 3 a narrowed table as one array.
 
 We chose plain ``.npy`` shards over HDF5, zarr or Minari because they need nothing beyond numpy, open
 memory-mapped (a context window reads only its own bytes, no decompression), append by adding a folder, and
@@ -29,8 +31,12 @@ call every few microseconds, and every Python step of a writer thread takes the 
 simpler, and a chunk costs a few milliseconds, well under the learner's own time for the same steps
 (``benchmarks/history_io.py``).
 
-**Layout.** Rows are steps; the steps of one episode are contiguous, so an episode is a ``(start, length)``
-range and a window of K episodes of one run is K slices.
+**Layout.** Rows are steps. An episode is ``(start, length, stride)``: its steps are rows ``start``,
+``start + stride``, ... An episode given on its own, or in a block of episodes laid out episode by episode, has
+stride 1 (its steps are contiguous). A lockstep learner's block of B episodes given time-major (step by step,
+the layout it computes in) is stored as it comes, so each of its episodes has stride B: recording then copies
+the learner's arrays as they are instead of transposing them (a byte at a time, the slowest copy in the
+recording path). Either way, a window of K episodes of one run is K slices.
 """
 
 from __future__ import annotations
@@ -50,7 +56,7 @@ import numpy as np
 
 from imitlib.artifacts import atomic_write_bytes
 
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 FIELDS = {  # name -> dtype, as episodes read back; obs is (steps, obs_bytes) uint8, every other field is (steps,)
     "obs": np.uint8,
     "action": np.int16,
@@ -61,9 +67,11 @@ FIELDS = {  # name -> dtype, as episodes read back; obs is (steps, obs_bytes) ui
     "epsilon": np.float32,
 }
 EPISODE_FIELDS = ("run", "episode", "start", "length")
+HUGE_PAGE = 2 << 20  # bytes in an x86-64 transparent huge page
 CHUNK_BYTES = 8 << 20  # per-step data per chunk unless chunk_steps says otherwise: few files, little memory
 END_BITS = {"terminated": 1, "truncated": 2}  # stored as one byte per episode ("ends"): its last step's flags
 AFFINE_FIELDS = ("update", "epsilon")  # per step, or per episode as first value + change per step
+PER_EPISODE = (*EPISODE_FIELDS, "stride", "ends", *(f"{f}_{p}" for f in AFFINE_FIELDS for p in ("first", "step")))
 NARROW_REWARDS = tuple(np.dtype(t) for t in (np.bool_, np.uint8, np.int8, np.uint16, np.int16))  # float32-exact
 
 
@@ -103,15 +111,19 @@ def _write_json_atomic(path: Path, obj: dict[str, Any]) -> None:
 
 
 def _stored(arrays: dict[str, np.ndarray], field: str) -> bool:
-    """Whether a chunk holds ``field`` per step or in one of its per-episode forms."""
+    """Whether a chunk holds ``field`` per step or in one of its per-episode forms (or, for ``episodes``, the
+    episode table: one array up to format 3, a column per entry since)."""
+    if field == "episodes":
+        return "episodes" in arrays or all(k in arrays for k in EPISODE_FIELDS)
     return (field in arrays or (field in END_BITS and "ends" in arrays)
             or (field in AFFINE_FIELDS and f"{field}_first" in arrays and f"{field}_step" in arrays))
 
 
-def _expand(arrays: dict[str, np.ndarray], field: str, row: int, lo: int, length: int) -> np.ndarray:
-    """One episode's per-step values of ``field`` (chunk table row ``row``, steps ``lo .. lo + length``)."""
-    if field in arrays:  # stored narrower than it reads back (format 3), or as it reads back
-        return np.asarray(arrays[field][lo:lo + length]).astype(FIELDS[field], copy=False)
+def _expand(arrays: dict[str, np.ndarray], field: str, row: int, lo: int, length: int, stride: int = 1) -> np.ndarray:
+    """One episode's per-step values of ``field`` (chunk table row ``row``, steps ``lo``, ``lo + stride``, ...)."""
+    if field in arrays:  # stored narrower than it reads back (format 3 on), or as it reads back
+        steps = arrays[field][lo:lo + (length - 1) * stride + 1:stride]
+        return np.asarray(steps).astype(FIELDS[field], copy=False)
     if field in END_BITS:
         out = np.zeros(length, np.bool_)
         out[-1] = bool(arrays["ends"][row] & END_BITS[field])
@@ -120,12 +132,32 @@ def _expand(arrays: dict[str, np.ndarray], field: str, row: int, lo: int, length
     return (first + step * np.arange(length, dtype=FIELDS[field])).astype(FIELDS[field])
 
 
-def _episode_sums(arrays: dict[str, np.ndarray], field: str) -> np.ndarray:
-    """Per episode of a chunk (table order), the sum of ``field`` over its steps."""
-    table = np.asarray(arrays["episodes"])
+def _chunk_table(arrays: dict[str, np.ndarray], n: int) -> np.ndarray:
+    """A chunk's episode table as ``(n, 5)`` int64: run, episode, start (within the chunk), length, stride."""
+    if "episodes" in arrays:  # up to format 3: one (n, 4) array, every episode's steps contiguous
+        return np.column_stack([np.asarray(arrays["episodes"], np.int64), np.ones(n, np.int64)])
+    return np.column_stack([arrays[k] for k in (*EPISODE_FIELDS, "stride")]).astype(np.int64)
+
+
+def _step_rows(table: np.ndarray, steps: int) -> np.ndarray:
+    """For each step of a chunk, the row of the episode it belongs to (episodes may interleave: stride > 1)."""
+    lengths = table[:, 3]
+    rows = np.repeat(np.arange(len(table)), lengths)
+    first = np.repeat(np.cumsum(lengths) - lengths, lengths)
+    where = np.repeat(table[:, 2], lengths) + np.repeat(table[:, 4], lengths) * (np.arange(len(rows)) - first)
+    out = np.empty(steps, np.int64)
+    out[where] = rows
+    return out
+
+
+def _episode_sums(arrays: dict[str, np.ndarray], table: np.ndarray, field: str) -> np.ndarray:
+    """Per episode of a chunk (rows of ``table``, from :func:`_chunk_table`), the sum of ``field`` over its steps."""
     starts, lengths = table[:, 2], table[:, 3].astype(np.float64)
     if field in arrays:
-        return np.add.reduceat(np.asarray(arrays[field], dtype=np.float64), starts) if len(starts) else lengths
+        values = np.asarray(arrays[field], dtype=np.float64)
+        if (table[:, 4] == 1).all():  # contiguous episodes in order: one reduction
+            return np.add.reduceat(values, starts) if len(starts) else lengths
+        return np.bincount(_step_rows(table, len(values)), weights=values, minlength=len(table))
     if field in END_BITS:
         return (np.asarray(arrays["ends"]) & END_BITS[field] > 0).astype(np.float64)
     first = np.asarray(arrays[f"{field}_first"], np.float64)
@@ -148,6 +180,7 @@ class _Block(NamedTuple):
     episodes: Sequence[int] | int
     keep: int
     length: int
+    stride: int  # steps between one step of an episode and its next: 1, or the episodes of a time-major block
     last: dict[str, np.ndarray]  # end flags of each episode's last step, (B,)
     per_episode: dict[str, PerEpisode]
 
@@ -172,6 +205,32 @@ def _column(values: list[Any], keeps: list[int], dtype: Any) -> np.ndarray:
         return np.repeat(np.array(values, dtype), keeps)
     return np.concatenate([np.full(k, v, dtype) if _is_scalar(v) else np.asarray(v, dtype)[:k]
                            for v, k in zip(values, keeps, strict=True)])
+
+
+def _compact(column: np.ndarray) -> np.ndarray:
+    """A per-episode column as stored: one value when it is the same for every episode of the chunk (the
+    reader broadcasts it back), and integers as ``int32`` wherever they fit."""
+    if len(column) > 1 and column[0] == column[-1] and (column == column[0]).all():
+        column = column[:1]
+    if column.dtype == np.int64 and -(1 << 31) <= column.min() and column.max() < 1 << 31:
+        column = column.astype(np.int32)
+    return column
+
+
+def _carve(shapes: dict[str, tuple[tuple[int, ...], np.dtype]]) -> dict[str, np.ndarray]:
+    """Arrays of these shapes and dtypes as views of one allocation. One block of several MB gets huge pages
+    from numpy (it asks the kernel for them above 4 MB), so filling a chunk faults in a few pages instead of
+    thousands; on this machine the faults of separate 4 KB-paged buffers cost more than the copies into them."""
+    sizes = {f: -(-int(np.prod(shape)) * np.dtype(d).itemsize // 64) * 64 for f, (shape, d) in shapes.items()}
+    raw = np.empty(sum(sizes.values()) + HUGE_PAGE, np.uint8)
+    skip = (HUGE_PAGE - raw.ctypes.data % HUGE_PAGE) % HUGE_PAGE  # start on a huge page boundary: all pages huge
+    block = raw[skip:]
+    out, at = {}, 0
+    for f, (shape, d) in shapes.items():
+        n = int(np.prod(shape)) * np.dtype(d).itemsize
+        out[f] = block[at:at + n].view(d).reshape(shape)
+        at += sizes[f]
+    return out
 
 
 class HistoryWriter:
@@ -222,6 +281,8 @@ class HistoryWriter:
         self._blocks: list[_Block] = []  # the per-episode part of the chunk being filled
         self._encoding: dict[str, np.dtype] | None = None  # the chunk's per-step fields and their stored dtypes
         self._action_dtype = np.dtype(np.uint8 if n_actions <= 256 else FIELDS["action"])
+        self._encodings: dict[tuple, dict[str, np.dtype]] = {}  # see _encoding_of
+        self._safe_actions: dict[np.dtype, bool] = {}  # action dtype -> fits the stored dtype without a check
         self._pending_steps = 0
         self.steps_written = sum(c["steps"] for c in self.manifest["chunks"])  # in chunks on disk
         self._chunks_written = len(self.manifest["chunks"])
@@ -237,17 +298,22 @@ class HistoryWriter:
         return self.add_block([episode.run], [episode.episode], fields) == 1
 
     def add_block(self, runs: Sequence[int], episodes: Sequence[int] | int,
-                  fields: dict[str, np.ndarray | PerEpisode]) -> int:
+                  fields: dict[str, np.ndarray | PerEpisode], *, time_major: bool = False) -> int:
         """Queue B episodes of equal length T at once: the fast path for learners that run in lockstep.
 
         ``runs`` and ``episodes`` give each episode's run and its index in that run's history (``episodes`` may be
-        one number for all). ``fields[name]`` is ``(B, T, ...)`` per step; ``terminated`` / ``truncated`` may be
-        ``(B,)``, the flags of each episode's last step, and ``update`` / ``epsilon`` a :class:`PerEpisode`.
-        Returns how many episodes were kept under the size cap."""
-        n_eps, length = fields["action"].shape[:2]
-        if fields["obs"].dtype != np.uint8 or fields["obs"].shape[:2] != (n_eps, length):
-            raise ValueError(f"obs must be (B={n_eps}, T={length}, bytes) uint8, got {fields['obs'].shape} "
-                             f"{fields['obs'].dtype}")
+        one number for all). ``fields[name]`` is ``(B, T, ...)`` per step, or ``(T, B, ...)`` with
+        ``time_major=True``: then the block is stored as it comes, step by step (an episode's steps ``B`` apart),
+        with no transposition. ``terminated`` / ``truncated`` may be ``(B,)``, the flags of each episode's last
+        step, and ``update`` / ``epsilon`` a :class:`PerEpisode`. Returns how many episodes were kept under the
+        size cap."""
+        length, n_eps = fields["action"].shape[:2]
+        if not time_major:
+            length, n_eps = n_eps, length
+        obs = fields["obs"]
+        if obs.dtype != np.uint8 or obs.shape[:2] != fields["action"].shape[:2]:
+            want = f"(T={length}, B={n_eps}" if time_major else f"(B={n_eps}, T={length}"
+            raise ValueError(f"obs must be {want}, bytes) uint8 like action, got {obs.shape} {obs.dtype}")
         room = n_eps if self.max_steps is None else max(
             0, (self.max_steps - self.steps_written - self._pending_steps) // length)
         keep = min(n_eps, room)
@@ -260,48 +326,66 @@ class HistoryWriter:
             if values.dtype != np.bool_:
                 raise ValueError(f"{flag} must be bool, got {values.dtype}")
             if values.ndim == 2:
-                values = values[:keep]
+                values = (values.T if time_major else values)[:keep]  # (B, T)
                 if np.count_nonzero(values) != np.count_nonzero(values[:, -1]):
                     raise ValueError(f"{flag} is set before an episode's last step: an episode ends at its first "
                                      f"terminated or truncated step, so record the rest as the next episode")
                 values = values[:, -1]
-            last[flag] = values[:keep]
-        reward = fields["reward"].dtype
-        encoding = {"obs": np.dtype(np.uint8), "action": self._action_dtype,
-                    "reward": reward if reward in NARROW_REWARDS else np.dtype(FIELDS["reward"])}
-        encoding.update({f: np.dtype(FIELDS[f]) for f in AFFINE_FIELDS if type(fields[f]) is not PerEpisode})
-        action = fields["action"]  # checked before anything is queued or flushed
-        if not np.can_cast(action.dtype, encoding["action"], "safe") and (
-                action.min() < 0 or action.max() >= self.manifest["n_actions"]):
-            raise ValueError(f"actions must lie in 0..{self.manifest['n_actions'] - 1} (n_actions), got "
-                             f"{action.min()}..{action.max()}")
+            last[flag] = values if keep == len(values) else values[:keep]  # the same array each block: cheap to tile
+        encoding = self._encoding_of(fields)
+        self._check_actions(fields["action"])  # before anything is queued or flushed
         steps = keep * length
         if self.chunk_steps is None:  # about CHUNK_BYTES of per-step data per chunk
-            row = fields["obs"][0, 0].nbytes + sum(d.itemsize for f, d in encoding.items() if f != "obs")
+            row = obs[0, 0].nbytes + sum(d.itemsize for f, d in encoding.items() if f != "obs")
             self.chunk_steps = max(1, CHUNK_BYTES // row)
         capacity = 0 if self._buffers is None else len(self._buffers["action"])
-        if (self._pending_steps + steps > capacity or encoding != self._encoding
-                or fields["obs"].shape[2:] != self._buffers["obs"].shape[1:]):
+        if (self._pending_steps + steps > capacity or encoding is not self._encoding
+                or obs.shape[2:] != self._buffers["obs"].shape[1:]):
             self.flush()  # chunks end on episode boundaries, and store each field one way
-            self._allocate(max(self.chunk_steps, steps), fields["obs"].shape[2:], encoding)
-        rows = slice(self._pending_steps, self._pending_steps + steps)
+            self._allocate(max(self.chunk_steps, steps), obs.shape[2:], encoding)
+        at = self._pending_steps
         for f in encoding:  # cast and copy in one pass, straight into the chunk (any strides)
-            values = fields[f] if keep == n_eps else fields[f][:keep]
-            np.copyto(self._buffers[f][rows].reshape(values.shape), values, casting="unsafe")
-        self._blocks.append(_Block(runs, episodes, keep, length, last,
+            values = fields[f]
+            if keep < n_eps:
+                values = values[:, :keep] if time_major else values[:keep]
+            np.copyto(self._buffers[f][at:at + steps].reshape(values.shape), values, casting="unsafe")
+        self._blocks.append(_Block(runs, episodes, keep, length, keep if time_major else 1, last,
                                    {f: fields[f] for f in AFFINE_FIELDS if f not in encoding}))
         self._pending_steps += steps
         if self._pending_steps >= self.chunk_steps:
             self.flush()
         return keep
 
+    def _encoding_of(self, fields: dict[str, np.ndarray | PerEpisode]) -> dict[str, np.dtype]:
+        """The per-step fields a block stores and their dtypes on disk; the same dict object for the same answer,
+        so a lockstep recorder's blocks are compared by identity."""
+        reward = fields["reward"].dtype
+        if reward not in NARROW_REWARDS:
+            reward = np.dtype(FIELDS["reward"])
+        per_step = tuple(type(fields[f]) is not PerEpisode for f in AFFINE_FIELDS)
+        key = (reward, per_step)
+        if key not in self._encodings:
+            encoding = {"obs": np.dtype(np.uint8), "action": self._action_dtype, "reward": reward}
+            encoding.update({f: np.dtype(FIELDS[f]) for f, kept in zip(AFFINE_FIELDS, per_step, strict=True) if kept})
+            self._encodings[key] = encoding
+        return self._encodings[key]
+
+    def _check_actions(self, action: np.ndarray) -> None:
+        """Refuse actions outside ``0..n_actions-1`` when storing them in a narrower dtype could wrap them."""
+        safe = self._safe_actions.get(action.dtype)
+        if safe is None:
+            safe = self._safe_actions[action.dtype] = bool(np.can_cast(action.dtype, self._action_dtype, "safe"))
+        if not safe and (action.min() < 0 or action.max() >= self.manifest["n_actions"]):
+            raise ValueError(f"actions must lie in 0..{self.manifest['n_actions'] - 1} (n_actions), got "
+                             f"{action.min()}..{action.max()}")
+
     def _allocate(self, steps: int, obs_tail: tuple[int, ...], encoding: dict[str, np.dtype]) -> None:
         """Arrays for the next chunk: the last chunk's when they fit (no fresh pages to fault in)."""
         old = self._buffers
         if not (old is not None and len(old["action"]) >= steps and old["obs"].shape[1:] == obs_tail
                 and all(f in old and old[f].dtype == d for f, d in encoding.items())):
-            self._buffers = {f: np.empty((steps, *obs_tail) if f == "obs" else (steps,), d)
-                             for f, d in encoding.items()}
+            self._buffers = _carve({f: ((steps, *obs_tail) if f == "obs" else (steps,), d)
+                                    for f, d in encoding.items()})
         self._encoding = encoding
 
     def flush(self) -> None:
@@ -310,31 +394,38 @@ class HistoryWriter:
             return
         n = self._pending_steps
         arrays = {f: self._buffers[f][:n] for f in self._encoding}
-        self._write_chunk({**arrays, **self._tables(self._blocks)}, f"{self._chunks_written:06d}")
+        self._write_chunk({**arrays, **self._tables(self._blocks)}, f"{self._chunks_written:06d}",
+                          sum(b.keep for b in self._blocks))
         self.steps_written += n
         self._blocks, self._pending_steps, self._encoding = [], 0, None
         self._chunks_written += 1
 
     @staticmethod
     def _tables(blocks: list[_Block]) -> dict[str, np.ndarray]:
-        """The chunk's per-episode arrays: the episode table, the end flags, and the :class:`PerEpisode` fields."""
+        """The chunk's per-episode arrays (format 4): where each episode's steps are (``start``, ``length``,
+        ``stride``), its ``run`` and ``episode`` number, its end flags, and the :class:`PerEpisode` fields; each
+        stored as one value when it is the same for the whole chunk."""
         keeps = [b.keep for b in blocks]
+        n = sum(keeps)
         lengths = np.repeat([b.length for b in blocks], keeps)
-        starts = np.zeros_like(lengths)
-        np.cumsum(lengths[:-1], out=starts[1:])
-        cols = [_column([b.runs for b in blocks], keeps, np.int64),
-                _column([b.episodes for b in blocks], keeps, np.int64), starts, lengths]
-        small = all(-(1 << 31) <= c.min() and c.max() < 1 << 31 for c in cols)  # int32 halves the table (format 3)
-        out = {"episodes": np.stack(cols, axis=1, dtype=np.int32 if small else np.int64, casting="unsafe")}
+        first_step = np.zeros(len(blocks), np.int64)  # where each block's steps begin in the chunk
+        np.cumsum([b.keep * b.length for b in blocks[:-1]], out=first_step[1:])
+        first_row = np.zeros(len(blocks), np.int64)
+        np.cumsum(keeps[:-1], out=first_row[1:])
+        apart = [1 if b.stride > 1 else b.length for b in blocks]  # steps between two episodes' first steps
+        starts = np.repeat(first_step, keeps) + (np.arange(n) - np.repeat(first_row, keeps)) * np.repeat(apart, keeps)
+        out = {"run": _column([b.runs for b in blocks], keeps, np.int64),
+               "episode": _column([b.episodes for b in blocks], keeps, np.int64),
+               "start": starts, "length": lengths, "stride": np.repeat([b.stride for b in blocks], keeps)}
         ends = [_column([b.last[flag] for b in blocks], keeps, np.uint8) * np.uint8(bit)
                 for flag, bit in END_BITS.items()]
         out["ends"] = ends[0] | ends[1]
         for f in blocks[0].per_episode:  # the same fields in every block of a chunk
             for part in ("first", "step"):
                 out[f"{f}_{part}"] = _column([getattr(b.per_episode[f], part) for b in blocks], keeps, FIELDS[f])
-        return out
+        return {k: _compact(v) for k, v in out.items()}
 
-    def _write_chunk(self, arrays: dict[str, np.ndarray], name: str) -> None:
+    def _write_chunk(self, arrays: dict[str, np.ndarray], name: str, episodes: int) -> None:
         """Write one chunk folder under a temporary name, rename it, then record it in the manifest."""
         tmp = Path(tempfile.mkdtemp(dir=self.path, prefix=f".{name}."))
         sizes, sums = {}, {}
@@ -345,8 +436,8 @@ class HistoryWriter:
         tmp.chmod(0o755)
         os.replace(tmp, self.path / name)
         self.manifest["format_version"] = FORMAT_VERSION  # appended chunks may use this version's encodings
-        self.manifest["chunks"].append({"name": name, "steps": len(arrays["action"]),
-                                        "episodes": len(arrays["episodes"]), "sizes": sizes, "crc32": sums})
+        self.manifest["chunks"].append({"name": name, "steps": len(arrays["action"]), "episodes": episodes,
+                                        "sizes": sizes, "crc32": sums})
         _write_json_atomic(self.path / "manifest.json", self.manifest)
 
     def close(self) -> None:
@@ -377,6 +468,7 @@ class HistoryReader:
             raise HistoryError(f"{manifest}: format {self.manifest['format_version']} is newer than this imitlib "
                                f"reads ({FORMAT_VERSION}); upgrade imitlib")
         self._chunks: list[dict[str, np.ndarray]] = []
+        self._tables: list[np.ndarray] = []  # per chunk: its episode table (see _chunk_table)
         tables = []
         offset = 0
         for chunk in self.manifest["chunks"]:
@@ -398,9 +490,18 @@ class HistoryReader:
             if lacking:
                 raise HistoryError(f"{self.path / chunk['name']}: no data for {lacking} (the manifest lists "
                                    f"{sorted(chunk['sizes'])}; the history is damaged, re-record it)")
-            table = np.array(arrays["episodes"], dtype=np.int64)  # int32 on disk where it fits
+            n = len(arrays["episodes"]) if "episodes" in arrays else chunk["episodes"]
+            for k in PER_EPISODE:  # format 4 stores a value shared by the whole chunk once
+                if k in arrays and len(arrays[k]) != n:
+                    if len(arrays[k]) != 1:
+                        raise HistoryError(f"{self.path / chunk['name'] / k}.npy: {len(arrays[k])} values for {n} "
+                                           "episodes (the history is damaged; re-record it)")
+                    arrays[k] = np.broadcast_to(arrays[k], n)
+            table = _chunk_table(arrays, n)
+            self._tables.append(table)
+            table = table[:, :4].copy()
             table[:, 2] += offset
-            tables.append(np.column_stack([table, np.full(len(table), len(self._chunks)), np.arange(len(table))]))
+            tables.append(np.column_stack([table, np.full(n, len(self._chunks)), np.arange(n)]))
             offset += chunk["steps"]
             self._chunks.append(arrays)
         self._bounds = np.cumsum([0] + [c["steps"] for c in self.manifest["chunks"]])
@@ -442,8 +543,8 @@ class HistoryReader:
         """The ``index``-th episode in (run, episode) order, with its run and episode numbers."""
         start, length = int(self.episodes["start"][index]), int(self.episodes["length"][index])
         c, row = self._place[index]
-        arrays, lo = self._chunks[c], start - int(self._bounds[c])
-        out = {f: _expand(arrays, f, row, lo, length) for f in FIELDS}
+        arrays, lo, stride = self._chunks[c], start - int(self._bounds[c]), int(self._tables[c][row, 4])
+        out = {f: _expand(arrays, f, row, lo, length, stride) for f in FIELDS}
         out["run"] = np.full(length, self.episodes["run"][index])
         out["episode"] = np.full(length, self.episodes["episode"][index])
         return out
@@ -509,12 +610,12 @@ class TabularRecorder:
             raise ValueError(f"TabularRecorder stores a cell in one byte: rooms of up to 256 cells, got cells as "
                              f"{batch.observations.dtype}")
         h = batch.actions.shape[1]
-        fields = {
-            "obs": batch.observations[..., None], "action": batch.actions, "reward": batch.rewards,
+        fields = {  # time-major (H, B): the learner's own layout, stored without a transposition
+            "obs": batch.observations.T[..., None], "action": batch.actions.T, "reward": batch.rewards.T,
             "terminated": self._terminated, "truncated": self._truncated,
             "update": PerEpisode(first=batch.episode * h, step=1), "epsilon": PerEpisode(first=batch.epsilon),
         }
-        self.writer.add_block(self.run_ids, batch.episode, fields)
+        self.writer.add_block(self.run_ids, batch.episode, fields, time_major=True)
 
 
 def context_dataset(reader: HistoryReader, *, episodes: int | None = None, steps: int | None = None,
@@ -625,7 +726,7 @@ def episode_totals(reader: HistoryReader, field: str = "reward") -> np.ndarray:
     """Per recorded episode (in ``reader.episodes`` order), the sum of ``field``: e.g. the episode's return."""
     if field not in FIELDS:
         raise ValueError(f"field must be one of {list(FIELDS)}, got {field!r}")
-    sums = [_episode_sums(arrays, field) for arrays in reader._chunks]
+    sums = [_episode_sums(arrays, table, field) for arrays, table in zip(reader._chunks, reader._tables, strict=True)]
     out = np.zeros(reader.n_episodes)
     for c, values in enumerate(sums):
         mine = np.flatnonzero(reader._place[:, 0] == c)
@@ -647,9 +748,8 @@ def per_run(reader: HistoryReader, values: np.ndarray) -> tuple[np.ndarray, np.n
 def action_shares(reader: HistoryReader, edges: np.ndarray, n_actions: int) -> np.ndarray:
     """Share of each action among the steps of recorded episodes whose index falls in each ``edges`` bin."""
     counts = np.zeros((len(edges) - 1, n_actions))
-    for arrays in reader._chunks:
-        table = np.asarray(arrays["episodes"])  # run, episode, start (in chunk), length
-        episode_of_row = np.repeat(table[:, 1], table[:, 3])
+    for arrays, table in zip(reader._chunks, reader._tables, strict=True):
+        episode_of_row = table[_step_rows(table, len(arrays["action"])), 1]
         bins = np.digitize(episode_of_row, edges) - 1
         ok = (bins >= 0) & (bins < len(edges) - 1)
         np.add.at(counts, (bins[ok], np.asarray(arrays["action"])[ok].astype(int)), 1)

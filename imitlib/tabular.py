@@ -158,13 +158,17 @@ def greedy_rollouts(q: np.ndarray, goals: np.ndarray, size: int = SIZE,
     return cells, actions, (cells[:, 1:] == np.asarray(goals)[:, None]).astype(np.float64)
 
 
-def _uniform_blocks(rngs: list[np.random.Generator], episodes: int, horizon: int) -> np.ndarray:
-    """Every run's uniforms for the next ``episodes`` episodes, as ``(episodes * horizon, 2, runs)``.
+def _fill_uniforms(rngs: list[np.random.Generator], out: np.ndarray) -> np.ndarray:
+    """Every run's uniforms for the next ``len(out)`` steps, written into ``out`` of shape ``(steps, 2, runs)``.
 
     A generator fills a large request with the same numbers as consecutive small ones, so drawing several
     episodes per call gives each run exactly the stream the per-episode loop sees, with fewer Python calls.
+    Refilling one array, rather than allocating a new one of several MB per call, keeps the memory allocator
+    from handing out fresh pages (each a page fault) every few episodes.
     """
-    return np.stack([rng.random((episodes * horizon, UNIFORMS_PER_STEP)) for rng in rngs], axis=-1)
+    for run, rng in enumerate(rngs):
+        out[:, :, run] = rng.random(out.shape[:2])
+    return out
 
 
 def q_learning(
@@ -205,6 +209,7 @@ def q_learning(
     record = on_episode is not None
     cell_dtype = np.uint8 if n_cells <= 256 else np.int32  # what a hook receives: the cells fit a byte in Dark Room
     block = max(1, min(32, 2_000_000 // (runs * horizon * UNIFORMS_PER_STEP)))  # episodes of uniforms per draw
+    uniforms = np.empty((block * horizon, UNIFORMS_PER_STEP, runs))
 
     episode_iter = range(episodes)
     if progress:
@@ -213,7 +218,7 @@ def q_learning(
         episode_iter = tqdm(episode_iter, desc=f"Q-learning x{runs}", unit="ep")
     for e in episode_iter:
         if e % block == 0:
-            uniforms = _uniform_blocks(rngs, block, horizon)
+            _fill_uniforms(rngs, uniforms[:min(block, episodes - e) * horizon])
         u = uniforms[(e % block) * horizon:(e % block + 1) * horizon]  # (H, 2, runs)
         eps, goal = eps_trace[e], goal_plan[e]
         cell = np.full(runs, start_cell(size))

@@ -1,11 +1,15 @@
 import json
+import shutil
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from imitlib.history import Episode, HistoryError, HistoryReader, HistoryWriter, PerEpisode, TabularRecorder
 from imitlib.tabular import QLearningConfig, q_learning
+
+FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def episode(run, index, length=5, value=0):
@@ -332,8 +336,8 @@ def test_a_block_cut_by_the_size_cap_keeps_its_first_episodes_whole(tmp_path):
 
 
 def test_actions_and_small_integer_rewards_are_stored_in_a_byte_and_read_back_as_before(tmp_path):
-    """Format 3: a byte per action (<= 256 actions) and per 0/1 reward given as uint8; float rewards stay float32;
-    a change of reward dtype starts a new chunk; everything reads back with the usual dtypes."""
+    """Since format 3: a byte per action (<= 256 actions) and per 0/1 reward given as uint8; float rewards stay
+    float32; a change of reward dtype starts a new chunk; everything reads back with the usual dtypes."""
     steps = block(2, 4)
     hits = (np.arange(4) == 3).astype(np.uint8)[None].repeat(2, 0)
     with HistoryWriter(tmp_path / "h", obs_kind="test", obs_shape=(2,), n_actions=5) as w:
@@ -342,11 +346,11 @@ def test_actions_and_small_integer_rewards_are_stored_in_a_byte_and_read_back_as
         w.add_block([0, 1], 2, steps)  # rewards steps / 10: not integers
     reader = HistoryReader(tmp_path / "h", verify=True)
     assert [c["steps"] for c in reader.manifest["chunks"]] == [8, 8, 8]
-    stored = [{f: np.load(tmp_path / "h" / c["name"] / f"{f}.npy").dtype for f in ("action", "reward", "episodes")}
+    stored = [{f: np.load(tmp_path / "h" / c["name"] / f"{f}.npy").dtype for f in ("action", "reward", "run", "start")}
               for c in reader.manifest["chunks"]]
     assert [s["reward"] for s in stored] == [np.uint8, np.bool_, np.float32]
     assert {s["action"] for s in stored} == {np.dtype(np.uint8)}
-    assert {s["episodes"] for s in stored} == {np.dtype(np.int32)}
+    assert {s["run"] for s in stored} == {s["start"] for s in stored} == {np.dtype(np.int32)}
     window = reader.window(1, 0, 3)
     assert window["action"].dtype == np.int16 and window["reward"].dtype == np.float32
     want = np.concatenate([hits[1], hits[1], steps["reward"][1]]).astype(np.float32)
@@ -354,38 +358,86 @@ def test_actions_and_small_integer_rewards_are_stored_in_a_byte_and_read_back_as
     np.testing.assert_array_equal(window["action"], np.tile(np.arange(4) % 5, 3))
 
 
+def v3_calls():
+    """The recording stored in tests/fixtures/history_v3 by imitlib's format 3 writer (commit 6a770a7, chunk_steps=12):
+    single episodes with per-step update and epsilon, a block with per-episode ones, a block with uint8 rewards."""
+    def steps(n, t, k):
+        return {"obs": ((np.arange(n * t * 2) * (k + 3)) % 251).astype(np.uint8).reshape(n, t, 2),
+                "action": (np.arange(n * t).reshape(n, t) * (k + 1)) % 5,
+                "reward": (np.arange(n * t).reshape(n, t) % 3 == 0) * 0.5,
+                "terminated": np.zeros((n, t), bool), "truncated": np.eye(t, dtype=bool)[[-1] * n],
+                "update": k * 1000 + np.arange(n * t).reshape(n, t), "epsilon": np.full((n, t), 0.125 * k)}
+    hits = steps(2, 3, 3)
+    hits["reward"] = (hits["action"] == 1).astype(np.uint8)
+    return [([0], [0], steps(1, 4, 0)), ([1], [0], steps(1, 6, 1)),
+            ([0, 1, 2], 3, {**steps(3, 5, 2), "update": PerEpisode(first=np.array([0, 100, 200]), step=1),
+                            "epsilon": PerEpisode(first=0.25)}),
+            ([2, 3], [7, 8], hits)]
+
+
+def v3_copy(tmp_path):
+    """A writable copy of the format 3 fixture."""
+    shutil.copytree(FIXTURES / "history_v3", tmp_path / "v3")
+    return tmp_path / "v3"
+
+
+def assert_same_episodes(a, b):
+    assert a.n_episodes == b.n_episodes and a.n_steps == b.n_steps
+    for i in range(a.n_episodes):
+        x, y = a.episode(i), b.episode(i)
+        assert x.keys() == y.keys()
+        for key in x:
+            np.testing.assert_array_equal(x[key], y[key], err_msg=f"episode {i}, {key}")
+            assert x[key].dtype == y[key].dtype, (i, key)
+
+
+def record_v3_calls(path, **kwargs):
+    with HistoryWriter(path, obs_kind="test", obs_shape=(2,), n_actions=5, chunk_steps=12, **kwargs) as w:
+        for runs, eps, fields in v3_calls():
+            w.add_block(runs, eps, fields)
+    return HistoryReader(path, verify=True)
+
+
+def test_format_3_histories_still_read(tmp_path):
+    """A history written by the format 3 writer (committed) reads back exactly what today's writer records from
+    the same calls, and takes format 4 chunks appended to it."""
+    old = HistoryReader(FIXTURES / "history_v3", verify=True)
+    assert old.manifest["format_version"] == 3 and [c["steps"] for c in old.manifest["chunks"]] == [10, 15, 6]
+    new = record_v3_calls(tmp_path / "new")
+    assert new.manifest["format_version"] == 4
+    assert_same_episodes(old, new)
+    from imitlib.history import action_shares, episode_totals
+    np.testing.assert_array_equal(episode_totals(old), episode_totals(new))
+    edges = np.array([0, 4, 9])
+    np.testing.assert_array_equal(action_shares(old, edges, 5), action_shares(new, edges, 5))
+    path = v3_copy(tmp_path)
+    with HistoryWriter(path, obs_kind="test", obs_shape=(2,), n_actions=5, mode="append") as w:
+        w.add_block([0, 1], 9, block(2, 4), time_major=False)
+    both = HistoryReader(path, verify=True)
+    assert both.manifest["format_version"] == 4 and both.n_episodes == 9
+    np.testing.assert_array_equal(both.window(0, 2, 1)["action"], block(2, 4)["action"][0])
+
+
 def test_format_2_histories_still_read(tmp_path):
     """Format 2 stored actions as int16, rewards as float32 and an int64 episode table; such a history (made by
-    widening a format 3 one) reads back the same."""
-    steps = block(3, 5)
-    with HistoryWriter(tmp_path / "h", obs_kind="test", obs_shape=(2,), n_actions=5) as w:
-        w.add_block([0, 1, 2], 4, {**steps, "update": PerEpisode(first=np.array([0, 100, 200]), step=1)})
-    new = [{k: np.array(v) for k, v in HistoryReader(tmp_path / "h", verify=True).episode(i).items()} for i in range(3)]
-    manifest = json.loads((tmp_path / "h" / "manifest.json").read_text())
-    chunk = manifest["chunks"][0]
-    for field, dtype in (("action", np.int16), ("reward", np.float32), ("episodes", np.int64)):
-        file = tmp_path / "h" / chunk["name"] / f"{field}.npy"
-        wide = np.load(file).astype(dtype)
-        np.save(file, wide)
-        chunk["sizes"][field] = file.stat().st_size
-        chunk["crc32"][field] = zlib.crc32(wide.tobytes())
+    widening the format 3 fixture) reads back the same, and appending leaves its version until a chunk is written."""
+    path = v3_copy(tmp_path)
+    manifest = json.loads((path / "manifest.json").read_text())
+    for chunk in manifest["chunks"]:
+        for field, dtype in (("action", np.int16), ("reward", np.float32), ("episodes", np.int64)):
+            file = path / chunk["name"] / f"{field}.npy"
+            wide = np.load(file).astype(dtype)
+            np.save(file, wide)
+            chunk["sizes"][field] = file.stat().st_size
+            chunk["crc32"][field] = zlib.crc32(wide.tobytes())
     manifest["format_version"] = 2
-    (tmp_path / "h" / "manifest.json").write_text(json.dumps(manifest))
-    with HistoryWriter(tmp_path / "h", obs_kind="test", obs_shape=(2,), n_actions=5, mode="append"):
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    with HistoryWriter(path, obs_kind="test", obs_shape=(2,), n_actions=5, mode="append"):
         pass  # opened for appending, nothing written: still a format 2 history
-    assert HistoryReader(tmp_path / "h").manifest["format_version"] == 2
-    old = HistoryReader(tmp_path / "h", verify=True)
-    for i in range(3):
-        a, b = new[i], old.episode(i)
-        for key in a:
-            np.testing.assert_array_equal(a[key], b[key])
-            assert a[key].dtype == b[key].dtype, key
-    with HistoryWriter(tmp_path / "h", obs_kind="test", obs_shape=(2,), n_actions=5, mode="append") as w:
-        w.add_block([0, 1, 2], 5, steps)  # a format 3 chunk after a format 2 one
-    both = HistoryReader(tmp_path / "h")
-    assert both.manifest["format_version"] == 3 and both.n_episodes == 6
-    np.testing.assert_array_equal(both.window(1, 0, 2)["action"], np.concatenate([new[1]["action"]] * 2))
-    assert both.window(1, 0, 2)["action"].dtype == np.int16
+    old = HistoryReader(path, verify=True)
+    assert old.manifest["format_version"] == 2
+    assert np.load(path / manifest["chunks"][0]["name"] / "episodes.npy").dtype == np.int64
+    assert_same_episodes(old, HistoryReader(FIXTURES / "history_v3"))
 
 
 def test_tabular_recorder_refuses_rooms_whose_cells_do_not_fit_a_byte(tmp_path):
@@ -395,14 +447,14 @@ def test_tabular_recorder_refuses_rooms_whose_cells_do_not_fit_a_byte(tmp_path):
 
 
 def test_wide_action_spaces_and_large_run_ids_keep_wide_dtypes(tmp_path):
-    """More than 256 actions are stored as int16; run ids beyond int32 keep an int64 episode table."""
+    """More than 256 actions are stored as int16; run ids beyond int32 are stored as int64."""
     steps = block(2, 3)
     steps["action"] = np.array([[0, 299, 17], [5, 6, 7]])
     with HistoryWriter(tmp_path / "h", obs_kind="test", obs_shape=(2,), n_actions=300) as w:
         w.add_block([0, 2**33], 0, steps)
     reader = HistoryReader(tmp_path / "h", verify=True)
     chunk = tmp_path / "h" / reader.manifest["chunks"][0]["name"]
-    assert np.load(chunk / "action.npy").dtype == np.int16 and np.load(chunk / "episodes.npy").dtype == np.int64
+    assert np.load(chunk / "action.npy").dtype == np.int16 and np.load(chunk / "run.npy").dtype == np.int64
     assert reader.runs() == [0, 2**33]
     np.testing.assert_array_equal(reader.window(0, 0, 1)["action"], [0, 299, 17])
 
@@ -414,3 +466,85 @@ def test_actions_outside_the_action_space_are_refused_not_wrapped(tmp_path):
             steps["action"] = np.array([[0, bad, 1]])
             with pytest.raises(ValueError, match=r"actions must lie in 0\.\.4"):
                 w.add_block([0], 0, steps)
+
+
+def time_major(fields):
+    """The same block laid out step by step: ``(T, B, ...)`` per-step arrays."""
+    return {k: v if type(v) is PerEpisode or np.ndim(v) < 2 else np.swapaxes(v, 0, 1) for k, v in fields.items()}
+
+
+def test_time_major_blocks_read_back_like_episode_major_ones(tmp_path):
+    """A lockstep block given step by step is stored without transposing (each episode's steps B apart) and reads
+    back exactly like the same block given episode by episode, also in a chunk shared with contiguous episodes."""
+    from imitlib.history import action_shares, episode_totals, shuffle_episodes
+    rng = np.random.default_rng(0)
+    blocks = []
+    for k in range(3):
+        steps = block(4, 6, first_update=1000 * k)
+        steps["obs"] = rng.integers(0, 256, steps["obs"].shape).astype(np.uint8)
+        steps["action"] = rng.integers(0, 5, (4, 6))
+        steps["reward"] = rng.integers(0, 2, (4, 6)).astype(np.uint8)
+        if k == 2:  # per-episode update and epsilon, flags of the last step only
+            steps.update(update=PerEpisode(first=np.arange(4) * 10, step=1), epsilon=PerEpisode(first=0.5),
+                         terminated=np.array([True, False, False, True]),
+                         truncated=np.array([False, True, True, False]))
+        blocks.append(([3, 1, 2, 0], k, steps))
+    readers = {}
+    for name, layout in (("episode_major", lambda f: f), ("time_major", time_major)):
+        with HistoryWriter(tmp_path / name, obs_kind="test", obs_shape=(2,), n_actions=5) as w:
+            w.add_block([5], 0, {**block(1, 3), "reward": np.ones((1, 3), np.uint8)})  # contiguous, same chunk
+            for runs, k, steps in blocks:
+                w.add_block(runs, k, layout(steps), time_major=name == "time_major")
+        readers[name] = HistoryReader(tmp_path / name, verify=True)
+    a, b = readers["episode_major"], readers["time_major"]
+    assert len(b.manifest["chunks"]) == 2, "per-episode update and epsilon start a chunk"
+    assert list(np.load(tmp_path / "time_major" / "000000" / "stride.npy")) == [1] + [4] * 8
+    assert_same_episodes(a, b)
+    for run in range(4):
+        np.testing.assert_array_equal(a.window(run, 1, 2)["obs"], b.window(run, 1, 2)["obs"])
+        np.testing.assert_array_equal(a.step_window(run, 4, 9)["action"], b.step_window(run, 4, 9)["action"])
+    for field in ("reward", "update", "truncated"):
+        np.testing.assert_array_equal(episode_totals(a, field), episode_totals(b, field))
+    np.testing.assert_array_equal(action_shares(a, np.array([0, 1, 3]), 5), action_shares(b, np.array([0, 1, 3]), 5))
+    assert_same_episodes(shuffle_episodes(a, tmp_path / "sa", seed=1), shuffle_episodes(b, tmp_path / "sb", seed=1))
+
+
+def test_the_size_cap_keeps_the_first_episodes_of_a_time_major_block(tmp_path):
+    steps = block(4, 5)
+    with HistoryWriter(tmp_path / "h", obs_kind="test", obs_shape=(2,), n_actions=5, max_steps=12) as w:
+        assert w.add_block([0, 1, 2, 3], 0, time_major(steps), time_major=True) == 2
+    reader = HistoryReader(tmp_path / "h", verify=True)
+    assert reader.runs() == [0, 1] and w.dropped_episodes == 2
+    for run in (0, 1):
+        np.testing.assert_array_equal(reader.window(run, 0, 1)["obs"], steps["obs"][run])
+        np.testing.assert_array_equal(reader.window(run, 0, 1)["update"], steps["update"][run])
+
+
+def test_time_major_shapes_are_checked(tmp_path):
+    steps = time_major(block(2, 5))
+    steps["obs"] = steps["obs"][:, :1]
+    with HistoryWriter(tmp_path / "h", obs_kind="test", obs_shape=(2,), n_actions=5) as w:
+        with pytest.raises(ValueError, match=r"obs must be \(T=5, B=2, bytes\) uint8 like action"):
+            w.add_block([0, 1], 0, steps, time_major=True)
+
+
+def test_values_shared_by_a_whole_chunk_are_stored_once(tmp_path):
+    """Per-episode arrays that are the same for every episode of a chunk take one value on disk; a column whose
+    length matches neither is reported as damage."""
+    with HistoryWriter(tmp_path / "h", obs_kind="test", obs_shape=(2,), n_actions=5) as w:
+        w.add_block([0, 1, 2], 4, {**block(3, 5), "update": PerEpisode(first=np.array([0, 100, 200]), step=1),
+                                   "epsilon": PerEpisode(first=0.25)})
+    chunk = tmp_path / "h" / "000000"
+    shapes = {f: np.load(chunk / f"{f}.npy").shape for f in ("run", "episode", "length", "stride", "ends",
+                                                            "update_first", "update_step", "epsilon_first")}
+    assert shapes == {"run": (3,), "episode": (1,), "length": (1,), "stride": (1,), "ends": (1,),
+                      "update_first": (3,), "update_step": (1,), "epsilon_first": (1,)}
+    reader = HistoryReader(tmp_path / "h", verify=True)
+    assert [int(reader.episode(i)["episode"][0]) for i in range(3)] == [4, 4, 4]
+    np.testing.assert_array_equal(reader.episode(2)["update"], 200 + np.arange(5))
+    manifest = json.loads((tmp_path / "h" / "manifest.json").read_text())
+    np.save(chunk / "episode.npy", np.array([4, 4], np.int32))
+    manifest["chunks"][0]["sizes"]["episode"] = (chunk / "episode.npy").stat().st_size
+    (tmp_path / "h" / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(HistoryError, match=r"episode\.npy: 2 values for 3 episodes"):
+        HistoryReader(tmp_path / "h")

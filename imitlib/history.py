@@ -191,18 +191,24 @@ def _is_scalar(value: Any) -> bool:
 
 
 def _column(values: list[Any], keeps: list[int], dtype: Any) -> np.ndarray:
-    """One value per episode of a chunk, from each block's value: a scalar for all its episodes, or one per episode.
+    """One value per episode of a chunk, from each block's value: a scalar for all its episodes, or one per episode;
+    a single value when that is the same for every episode (how the chunk stores it).
 
     Lockstep recorders pass scalars, or the same array for every block, so a chunk of hundreds of blocks takes a
-    few numpy calls rather than a few per block."""
+    few numpy calls rather than a few per block, and a value shared by the chunk is never spelled out per episode
+    (a temporary array of a few MB costs hundreds of page faults)."""
     first = values[0]
     if all(v is first for v in values):
         if _is_scalar(first):
-            return np.full(sum(keeps), first, dtype)
+            return np.array([first], dtype)
+        first = _compact(np.asarray(first, dtype))  # narrowed before it is repeated
+        if len(first) == 1:
+            return first
         if all(k == len(first) for k in keeps):
-            return np.tile(np.asarray(first, dtype), len(values))
+            return np.tile(first, len(values))
     if all(_is_scalar(v) for v in values):
-        return np.repeat(np.array(values, dtype), keeps)
+        per_block = _compact(np.array(values, dtype))
+        return per_block if len(per_block) == 1 else np.repeat(per_block, keeps)
     return np.concatenate([np.full(k, v, dtype) if _is_scalar(v) else np.asarray(v, dtype)[:k]
                            for v, k in zip(values, keeps, strict=True)])
 
@@ -359,16 +365,17 @@ class HistoryWriter:
     def _encoding_of(self, fields: dict[str, np.ndarray | PerEpisode]) -> dict[str, np.dtype]:
         """The per-step fields a block stores and their dtypes on disk; the same dict object for the same answer,
         so a lockstep recorder's blocks are compared by identity."""
-        reward = fields["reward"].dtype
-        if reward not in NARROW_REWARDS:
-            reward = np.dtype(FIELDS["reward"])
-        per_step = tuple(type(fields[f]) is not PerEpisode for f in AFFINE_FIELDS)
-        key = (reward, per_step)
-        if key not in self._encodings:
+        key = (fields["reward"].dtype, *(type(fields[f]) for f in AFFINE_FIELDS))
+        encoding = self._encodings.get(key)
+        if encoding is None:
+            reward = key[0] if key[0] in NARROW_REWARDS else np.dtype(FIELDS["reward"])
             encoding = {"obs": np.dtype(np.uint8), "action": self._action_dtype, "reward": reward}
-            encoding.update({f: np.dtype(FIELDS[f]) for f, kept in zip(AFFINE_FIELDS, per_step, strict=True) if kept})
+            encoding.update({f: np.dtype(FIELDS[f]) for f in AFFINE_FIELDS if type(fields[f]) is not PerEpisode})
+            for known in self._encodings.values():  # one dict per distinct encoding: compared by identity
+                if known == encoding:
+                    encoding = known
             self._encodings[key] = encoding
-        return self._encodings[key]
+        return encoding
 
     def _check_actions(self, action: np.ndarray) -> None:
         """Refuse actions outside ``0..n_actions-1`` when storing them in a narrower dtype could wrap them."""
@@ -406,17 +413,18 @@ class HistoryWriter:
         ``stride``), its ``run`` and ``episode`` number, its end flags, and the :class:`PerEpisode` fields; each
         stored as one value when it is the same for the whole chunk."""
         keeps = [b.keep for b in blocks]
-        n = sum(keeps)
-        lengths = np.repeat([b.length for b in blocks], keeps)
-        first_step = np.zeros(len(blocks), np.int64)  # where each block's steps begin in the chunk
-        np.cumsum([b.keep * b.length for b in blocks[:-1]], out=first_step[1:])
-        first_row = np.zeros(len(blocks), np.int64)
-        np.cumsum(keeps[:-1], out=first_row[1:])
-        apart = [1 if b.stride > 1 else b.length for b in blocks]  # steps between two episodes' first steps
-        starts = np.repeat(first_step, keeps) + (np.arange(n) - np.repeat(first_row, keeps)) * np.repeat(apart, keeps)
+        steps = np.cumsum([0] + [b.keep * b.length for b in blocks])  # where each block's steps begin in the chunk
+        rows = np.cumsum([0, *keeps[:-1]])  # its first episode's row
+        apart = np.array([1 if b.stride > 1 else b.length for b in blocks])  # from one episode's first step to the next
+        # episode i of block k starts at steps[k] + (i - rows[k]) * apart[k]
+        index = np.int32 if steps[-1] < 1 << 31 else np.int64
+        starts = np.repeat((steps[:-1] - rows * apart).astype(index), keeps)
+        shared = (apart == apart[0]).all()  # lockstep chunks: one spacing for all, no per-episode array of it
+        starts += np.arange(sum(keeps), dtype=index) * (int(apart[0]) if shared else np.repeat(apart, keeps))
         out = {"run": _column([b.runs for b in blocks], keeps, np.int64),
-               "episode": _column([b.episodes for b in blocks], keeps, np.int64),
-               "start": starts, "length": lengths, "stride": np.repeat([b.stride for b in blocks], keeps)}
+               "episode": _column([b.episodes for b in blocks], keeps, np.int64), "start": starts,
+               "length": _column([b.length for b in blocks], keeps, np.int64),
+               "stride": _column([b.stride for b in blocks], keeps, np.int64)}
         ends = [_column([b.last[flag] for b in blocks], keeps, np.uint8) * np.uint8(bit)
                 for flag, bit in END_BITS.items()]
         out["ends"] = ends[0] | ends[1]

@@ -14,7 +14,8 @@ Histories of formats 1 to 3 still read: format 1 stored every field per step, fo
 table (actions ``int16``, rewards ``float32``), format 3 a narrowed table as one array.
 
 We chose plain ``.npy`` shards over HDF5, zarr or Minari because they need nothing beyond numpy, open
-memory-mapped (a context window reads only its own bytes, no decompression), append by adding a folder, and
+memory-mapped (a context window reads only the pages holding its steps, no decompression), append by adding a
+folder, and
 contain no pickle. Compression buys little here: observations are already compact
 (a Dark Room cell is one byte; a MinAtar frame is bit-packed into 50 bytes), so a chunk is stored as is.
 
@@ -34,7 +35,8 @@ simpler, and a chunk costs a few milliseconds, well under the learner's own time
 **Layout.** Rows are steps. An episode is ``(start, length, stride)``: its steps are rows ``start``,
 ``start + stride``, ... An episode given on its own, or in a block of episodes laid out episode by episode, has
 stride 1 (its steps are contiguous). A lockstep learner's block of B episodes given time-major (step by step,
-the layout it computes in) is stored as it comes, so each of its episodes has stride B: recording then copies
+the layout it computes in) is stored as it comes, so each of its episodes has stride B (or the number kept, when
+the size cap keeps only the first episodes of a block): recording then copies
 the learner's arrays as they are instead of transposing them (a byte at a time, the slowest copy in the
 recording path). Either way, a window of K episodes of one run is K slices.
 """
@@ -78,7 +80,7 @@ NARROW_REWARDS = tuple(np.dtype(t) for t in (np.bool_, np.uint8, np.int8, np.uin
 class PerEpisode(NamedTuple):
     """A field that changes by a fixed amount per step within each episode: its value at each episode's first
     step and the change per step (arrays of one value per episode, or scalars). Stored as two numbers per episode
-    instead of one per step."""
+    instead of one per step, or one per chunk where every episode of the chunk shares them."""
 
     first: np.ndarray | float
     step: np.ndarray | float = 0
@@ -114,7 +116,7 @@ def _stored(arrays: dict[str, np.ndarray], field: str) -> bool:
     """Whether a chunk holds ``field`` per step or in one of its per-episode forms (or, for ``episodes``, the
     episode table: one array up to format 3, a column per entry since)."""
     if field == "episodes":
-        return "episodes" in arrays or all(k in arrays for k in EPISODE_FIELDS)
+        return "episodes" in arrays or all(k in arrays for k in (*EPISODE_FIELDS, "stride"))
     return (field in arrays or (field in END_BITS and "ends" in arrays)
             or (field in AFFINE_FIELDS and f"{field}_first" in arrays and f"{field}_step" in arrays))
 
@@ -216,7 +218,8 @@ def _column(values: list[Any], keeps: list[int], dtype: Any) -> np.ndarray:
 def _compact(column: np.ndarray) -> np.ndarray:
     """A per-episode column as stored: one value when it is the same for every episode of the chunk (the
     reader broadcasts it back), and integers as ``int32`` wherever they fit."""
-    if len(column) > 1 and column[0] == column[-1] and (column == column[0]).all():
+    bits = column.view(f"u{column.itemsize}") if column.dtype.kind == "f" else column  # -0.0 is not 0.0 here
+    if len(column) > 1 and bits[0] == bits[-1] and (bits == bits[0]).all():
         column = column[:1]
     if column.dtype == np.int64 and -(1 << 31) <= column.min() and column.max() < 1 << 31:
         column = column.astype(np.int32)
@@ -313,13 +316,19 @@ class HistoryWriter:
         with no transposition. ``terminated`` / ``truncated`` may be ``(B,)``, the flags of each episode's last
         step, and ``update`` / ``epsilon`` a :class:`PerEpisode`. Returns how many episodes were kept under the
         size cap."""
-        length, n_eps = fields["action"].shape[:2]
-        if not time_major:
-            length, n_eps = n_eps, length
+        lead = fields["action"].shape[:2]
+        n_eps, length = lead[::-1] if time_major else lead
+        layout = f"(T={length}, B={n_eps})" if time_major else f"(B={n_eps}, T={length})"
         obs = fields["obs"]
-        if obs.dtype != np.uint8 or obs.shape[:2] != fields["action"].shape[:2]:
-            want = f"(T={length}, B={n_eps}" if time_major else f"(B={n_eps}, T={length}"
-            raise ValueError(f"obs must be {want}, bytes) uint8 like action, got {obs.shape} {obs.dtype}")
+        if obs.dtype != np.uint8 or obs.shape[:2] != lead:
+            raise ValueError(f"obs must be {layout[:-1]}, bytes) uint8 like action, got {obs.shape} {obs.dtype}")
+        for f in ("reward", *END_BITS, *AFFINE_FIELDS):  # a (B, T) array given as (T, B) would read back scrambled
+            value = fields[f]
+            if type(value) is PerEpisode or (f in END_BITS and np.shape(value) == (n_eps,)):
+                continue
+            if np.shape(value)[:2] != lead:
+                raise ValueError(f"{f} must be {layout} like action{', or (B,)' if f in END_BITS else ''}, "
+                                 f"got {np.shape(value)}")
         room = n_eps if self.max_steps is None else max(
             0, (self.max_steps - self.steps_written - self._pending_steps) // length)
         keep = min(n_eps, room)
@@ -501,22 +510,23 @@ class HistoryReader:
             n = len(arrays["episodes"]) if "episodes" in arrays else chunk["episodes"]
             for k in PER_EPISODE:  # format 4 stores a value shared by the whole chunk once
                 if k in arrays and len(arrays[k]) != n:
-                    if len(arrays[k]) != 1:
+                    if len(arrays[k]) != 1 or k == "start":  # no two episodes start at the same step
                         raise HistoryError(f"{self.path / chunk['name'] / k}.npy: {len(arrays[k])} values for {n} "
                                            "episodes (the history is damaged; re-record it)")
                     arrays[k] = np.broadcast_to(arrays[k], n)
             table = _chunk_table(arrays, n)
             self._tables.append(table)
-            table = table[:, :4].copy()
+            table = table.copy()
             table[:, 2] += offset
             tables.append(np.column_stack([table, np.full(n, len(self._chunks)), np.arange(n)]))
             offset += chunk["steps"]
             self._chunks.append(arrays)
         self._bounds = np.cumsum([0] + [c["steps"] for c in self.manifest["chunks"]])
-        table = np.concatenate(tables) if tables else np.zeros((0, 6), np.int64)
+        table = np.concatenate(tables) if tables else np.zeros((0, 7), np.int64)
         order = np.lexsort((table[:, 1], table[:, 0]))  # by run, then episode
-        self.episodes = {k: table[order, i] for i, k in enumerate(EPISODE_FIELDS)}
-        self._place = table[order, 4:]  # per episode: its chunk, and its row in that chunk's table
+        # per episode: its steps are rows start, start + stride, ... (start counted across chunks)
+        self.episodes = {k: table[order, i] for i, k in enumerate((*EPISODE_FIELDS, "stride"))}
+        self._place = table[order, 5:]  # per episode: its chunk, and its row in that chunk's table
         runs, first = np.unique(self.episodes["run"], return_index=True)
         self._run_first = dict(zip(runs.tolist(), first.tolist(), strict=True))
         self._run_count = dict(zip(runs.tolist(), np.diff(np.append(first, len(order))).tolist(), strict=True))
@@ -551,7 +561,7 @@ class HistoryReader:
         """The ``index``-th episode in (run, episode) order, with its run and episode numbers."""
         start, length = int(self.episodes["start"][index]), int(self.episodes["length"][index])
         c, row = self._place[index]
-        arrays, lo, stride = self._chunks[c], start - int(self._bounds[c]), int(self._tables[c][row, 4])
+        arrays, lo, stride = self._chunks[c], start - int(self._bounds[c]), int(self.episodes["stride"][index])
         out = {f: _expand(arrays, f, row, lo, length, stride) for f in FIELDS}
         out["run"] = np.full(length, self.episodes["run"][index])
         out["episode"] = np.full(length, self.episodes["episode"][index])
@@ -598,8 +608,9 @@ class TabularRecorder:
 
     Dark Room observations are stored as the cell index and rewards (0 or 1) as they come, one byte each. ``update``
     is the number of Q-updates the run had made before the step (one per step), ``epsilon`` the exploration rate of
-    that episode; both are stored per episode (:class:`PerEpisode`), as are the flags (every episode is truncated at
-    the horizon).
+    that episode; both are given per episode (:class:`PerEpisode`), as are the flags (every episode is truncated at
+    the horizon), and stored once per chunk where they are the same for all its episodes (the flags, the update
+    step, a constant epsilon). Steps are recorded in the learner's time-major layout (see the module docstring).
     """
 
     def __init__(self, writer: HistoryWriter, run_ids: Sequence[int], every: int = 1) -> None:

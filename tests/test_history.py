@@ -438,6 +438,13 @@ def test_format_2_histories_still_read(tmp_path):
     assert old.manifest["format_version"] == 2
     assert np.load(path / manifest["chunks"][0]["name"] / "episodes.npy").dtype == np.int64
     assert_same_episodes(old, HistoryReader(FIXTURES / "history_v3"))
+    steps = block(2, 4)
+    with HistoryWriter(path, obs_kind="test", obs_shape=(2,), n_actions=5, mode="append") as w:
+        w.add_block([0, 1], 9, time_major(steps), time_major=True)  # a format 4 chunk after format 2 ones
+    both = HistoryReader(path, verify=True)
+    assert both.manifest["format_version"] == 4 and both.n_episodes == old.n_episodes + 2
+    np.testing.assert_array_equal(both.window(1, 2, 1)["obs"], steps["obs"][1])  # run 1: episodes 0, 3, 9
+    assert both.window(1, 0, 2)["action"].dtype == np.int16
 
 
 def test_tabular_recorder_refuses_rooms_whose_cells_do_not_fit_a_byte(tmp_path):
@@ -500,6 +507,11 @@ def test_time_major_blocks_read_back_like_episode_major_ones(tmp_path):
     assert len(b.manifest["chunks"]) == 2, "per-episode update and epsilon start a chunk"
     assert list(np.load(tmp_path / "time_major" / "000000" / "stride.npy")) == [1] + [4] * 8
     assert_same_episodes(a, b)
+    for runs, k, steps in blocks:  # and both are what was given
+        for j, run in enumerate(runs):
+            got = b.window(run, k, 1)
+            for field in ("obs", "action", "reward"):
+                np.testing.assert_array_equal(got[field], steps[field][j])
     for run in range(4):
         np.testing.assert_array_equal(a.window(run, 1, 2)["obs"], b.window(run, 1, 2)["obs"])
         np.testing.assert_array_equal(a.step_window(run, 4, 9)["action"], b.step_window(run, 4, 9)["action"])
@@ -547,4 +559,60 @@ def test_values_shared_by_a_whole_chunk_are_stored_once(tmp_path):
     manifest["chunks"][0]["sizes"]["episode"] = (chunk / "episode.npy").stat().st_size
     (tmp_path / "h" / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(HistoryError, match=r"episode\.npy: 2 values for 3 episodes"):
+        HistoryReader(tmp_path / "h")
+
+
+def test_a_block_in_the_wrong_layout_is_refused_not_scrambled(tmp_path):
+    """Every per-step field must have action's layout: a (B, T) reward beside (T, B) actions of the same size
+    would be accepted by a reshape and read back in the wrong order."""
+    steps = time_major(block(2, 3))
+    steps["reward"] = block(2, 3)["reward"]  # (B, T)
+    with HistoryWriter(tmp_path / "h", obs_kind="test", obs_shape=(2,), n_actions=5) as w:
+        with pytest.raises(ValueError, match=r"reward must be \(T=3, B=2\) like action, got \(2, 3\)"):
+            w.add_block([0, 1], 0, steps, time_major=True)
+        early = time_major(block(2, 3))
+        early["truncated"] = np.ones((3, 2), bool)
+        with pytest.raises(ValueError, match="truncated is set before an episode's last step"):
+            w.add_block([0, 1], 0, early, time_major=True)
+        with pytest.raises(ValueError, match=r"terminated must be \(B=2, T=3\) like action, or \(B,\)"):
+            w.add_block([0, 1], 0, {**block(2, 3), "terminated": np.zeros(3, bool)})
+    assert HistoryReader(tmp_path / "h").n_episodes == 0
+
+
+def test_a_time_major_block_cut_to_one_episode_shares_a_chunk_with_a_whole_one(tmp_path):
+    first, second = block(3, 4), block(3, 5, first_update=500)
+    with HistoryWriter(tmp_path / "h", obs_kind="test", obs_shape=(2,), n_actions=5, max_steps=17) as w:
+        assert w.add_block([0, 1, 2], 0, time_major(first), time_major=True) == 3
+        assert w.add_block([0, 1, 2], 1, time_major(second), time_major=True) == 1
+    reader = HistoryReader(tmp_path / "h", verify=True)
+    assert len(reader.manifest["chunks"]) == 1 and list(reader.episodes["stride"]) == [3, 1, 3, 3]
+    for run in range(3):
+        np.testing.assert_array_equal(reader.window(run, 0, 1)["update"], first["update"][run])
+    np.testing.assert_array_equal(reader.window(0, 1, 1)["obs"], second["obs"][0])
+    np.testing.assert_array_equal(reader.window(0, 1, 1)["update"], second["update"][0])
+
+
+def test_equal_encodings_share_a_chunk(tmp_path):
+    """float64 and float32 rewards are both stored as float32: no new chunk between them."""
+    with HistoryWriter(tmp_path / "h", obs_kind="test", obs_shape=(2,), n_actions=5) as w:
+        w.add_block([0], 0, block(1, 3))
+        w.add_block([0], 1, {**block(1, 3), "reward": block(1, 3)["reward"].astype(np.float32)})
+        w.add_block([0], 2, {**block(1, 3), "reward": np.zeros((1, 3), np.uint8)})
+    assert [c["episodes"] for c in HistoryReader(tmp_path / "h").manifest["chunks"]] == [2, 1]
+
+
+def test_a_format_4_chunk_without_its_episode_layout_is_reported(tmp_path):
+    with HistoryWriter(tmp_path / "h", obs_kind="test", obs_shape=(2,), n_actions=5) as w:
+        w.add_block([0, 1], 0, block(2, 3))
+    manifest = json.loads((tmp_path / "h" / "manifest.json").read_text())
+    chunk = tmp_path / "h" / manifest["chunks"][0]["name"]
+    np.save(chunk / "start.npy", np.array([0], np.int32))
+    manifest["chunks"][0]["sizes"]["start"] = (chunk / "start.npy").stat().st_size
+    (tmp_path / "h" / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(HistoryError, match=r"start\.npy: 1 values for 2 episodes"):
+        HistoryReader(tmp_path / "h")
+    (chunk / "stride.npy").unlink()
+    del manifest["chunks"][0]["sizes"]["stride"]
+    (tmp_path / "h" / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(HistoryError, match=r"no data for \['episodes'\]"):
         HistoryReader(tmp_path / "h")

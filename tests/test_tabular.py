@@ -15,6 +15,16 @@ def test_batched_equals_loop_for_the_same_seeds():
     np.testing.assert_array_equal(batched.update_size, loop.update_size)
 
 
+def test_batched_equals_loop_across_refills_of_the_uniforms():
+    """70 episodes: the batched learner draws its uniforms 32 episodes at a time into one reused array, and only
+    6 in its last draw."""
+    cfg = QLearningConfig(eps_decay_episodes=40)
+    batched = q_learning(cfg, [3, 50, 77], [7, 8, 9], 70)
+    loop = q_learning_loop(cfg, [3, 50, 77], [7, 8, 9], 70)
+    np.testing.assert_array_equal(batched.returns, loop.returns)
+    np.testing.assert_array_equal(batched.q, loop.q)
+
+
 def test_batched_equals_loop_when_the_goal_moves():
     cfg = QLearningConfig()
     plan = np.array([[3, 70]] * 6 + [[77, 10]] * 6)

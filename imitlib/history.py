@@ -15,8 +15,7 @@ table (actions ``int16``, rewards ``float32``), format 3 a narrowed table as one
 
 We chose plain ``.npy`` shards over HDF5, zarr or Minari because they need nothing beyond numpy, open
 memory-mapped (a context window reads only the pages holding its steps, no decompression), append by adding a
-folder, and
-contain no pickle. Compression buys little here: observations are already compact
+folder, and contain no pickle. Compression buys little here: observations are already compact
 (a Dark Room cell is one byte; a MinAtar frame is bit-packed into 50 bytes), so a chunk is stored as is.
 
 **Crash safety.** Episodes are buffered in memory (about 8 MB of per-step data) and written a chunk at a time:
@@ -36,9 +35,9 @@ simpler, and a chunk costs a few milliseconds, well under the learner's own time
 ``start + stride``, ... An episode given on its own, or in a block of episodes laid out episode by episode, has
 stride 1 (its steps are contiguous). A lockstep learner's block of B episodes given time-major (step by step,
 the layout it computes in) is stored as it comes, so each of its episodes has stride B (or the number kept, when
-the size cap keeps only the first episodes of a block): recording then copies
-the learner's arrays as they are instead of transposing them (a byte at a time, the slowest copy in the
-recording path). Either way, a window of K episodes of one run is K slices.
+the size cap keeps only the first episodes of a block): recording then copies the learner's arrays as they are
+instead of transposing them (a byte at a time, the slowest copy in the recording path). Either way, a window
+of K episodes of one run is K slices.
 """
 
 from __future__ import annotations
@@ -312,10 +311,10 @@ class HistoryWriter:
 
         ``runs`` and ``episodes`` give each episode's run and its index in that run's history (``episodes`` may be
         one number for all). ``fields[name]`` is ``(B, T, ...)`` per step, or ``(T, B, ...)`` with
-        ``time_major=True``: then the block is stored as it comes, step by step (an episode's steps ``B`` apart),
-        with no transposition. ``terminated`` / ``truncated`` may be ``(B,)``, the flags of each episode's last
-        step, and ``update`` / ``epsilon`` a :class:`PerEpisode`. Returns how many episodes were kept under the
-        size cap."""
+        ``time_major=True``: then the block is stored as it comes, step by step (an episode's steps as many rows
+        apart as the block keeps episodes), with no transposition. ``terminated`` / ``truncated`` may be ``(B,)``,
+        the flags of each episode's last step, and ``update`` / ``epsilon`` a :class:`PerEpisode`. Returns how many
+        episodes were kept under the size cap."""
         lead = fields["action"].shape[:2]
         n_eps, length = lead[::-1] if time_major else lead
         layout = f"(T={length}, B={n_eps})" if time_major else f"(B={n_eps}, T={length})"

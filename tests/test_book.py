@@ -2,6 +2,7 @@
 
 import json
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -62,14 +63,23 @@ def test_install_cell_runs_only_in_colab_and_keeps_colab_torch(path):
     install = code_cells[0]
     text = source(install)
     assert "colab-install" in install.get("metadata", {}).get("tags", []), "first code cell is the install cell"
-    assert 'if "google.colab" in sys.modules:' in text
-    assert f"git clone --depth 1 {REPO_URL} " in text, "install cell clones the repository from _config.yml"
+    assert f'REPO = "{REPO_URL}"' in text, "install cell clones the repository named in _config.yml"
+    assert "git clone --quiet --depth 1 {REPO} /content/book" in text
     urls = set(re.findall(r"https://github\.com/[\w.-]+/[\w.-]+", text))
     assert urls == {REPO_URL}, f"install cell mentions {urls}, _config.yml says {REPO_URL}"
     pip_lines = [line for line in text.splitlines() if "pip install" in line]
     assert pip_lines and not any("torch" in line for line in pip_lines), "never reinstall Colab's torch"
+    assert not any("%pip" in line for line in pip_lines), "%pip asks for a kernel restart that is not needed"
     guarded = text.split('if "google.colab" in sys.modules:')[1]
     assert all(line.startswith("    ") for line in guarded.strip("\n").splitlines()), "everything is guarded"
+    assert sum("print(" in line for line in guarded.splitlines()) == 1, "says what it did in one line"
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
+def test_chapters_glue_through_imitlib_not_myst_nb(path):
+    code = "\n".join(source(c) for c in cells(path) if c["cell_type"] == "code")
+    assert "myst_nb" not in code, f"{path.name}: myst_nb is a book-building tool Colab lacks; use imitlib.book.glue"
+    assert "from imitlib.book import glue" in code
 
 
 @pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
@@ -98,3 +108,88 @@ def test_publishing_workflow_mirrors_ci():
     wf = (ROOT / ".github" / "workflows" / "book.yml").read_text()
     for step in ("pip install -r requirements.txt", "scripts/book.py build"):
         assert step in ci and step in wf, f"`{step}` must appear in both .ci/run and the workflow"
+
+
+# --- imitlib.book: glue that works with and without myst-nb, and the live table -------------------------------
+
+def test_glue_without_myst_nb_stores_the_value_and_does_not_raise(monkeypatch):
+    from imitlib import book
+
+    monkeypatch.setitem(sys.modules, "myst_nb", None)  # as in Colab: importing it fails
+    book.glue("test_no_myst", 0.125, display=False)
+    assert book.GLUED["test_no_myst"] == 0.125
+
+
+@pytest.mark.parametrize("value, spec", [(0.123456, ".2f"), (0.5, ".0%"), (-0.25, "+.2f"), (1234567.0, ",.0f"),
+                                         ("4 of 5", ""), (12, ""), (2.5, ""), ("x", "s"), (7.0, ".1f")])
+def test_live_values_are_formatted_exactly_as_the_book_formats_them(value, spec):
+    from IPython.core.formatters import format_display_data
+    from myst_nb.core.variables import format_plain_text
+
+    from imitlib.book import as_prose
+
+    assert as_prose(value, spec) == format_plain_text(format_display_data(value)[0]["text/plain"], spec)
+
+
+def test_prose_formats_come_from_the_chapters():
+    from imitlib.book import prose_formats
+
+    formats = prose_formats()
+    md = "\n".join(source(c) for p in CHAPTERS for c in cells(p) if c["cell_type"] == "markdown")
+    used = set(re.findall(r"\{glue:text\}`(\w+)", md))
+    assert used and set(formats) == used
+    assert all(f"{{glue:text}}`{name}:{spec}`" in md for name, specs in formats.items() for spec in specs if spec)
+
+
+def test_live_detection(monkeypatch):
+    from imitlib import book
+
+    class Kernel:
+        _allow_stdin = False
+
+    class Shell:
+        kernel = Kernel()
+
+    monkeypatch.delenv(book.TABLE_ENV, raising=False)
+    monkeypatch.delitem(sys.modules, "google.colab", raising=False)
+    assert not book.is_live(Shell())  # nbclient (nbmake, the book build) forbids input: not live
+    Kernel._allow_stdin = True
+    assert book.is_live(Shell())  # Jupyter, VS Code: a person can answer input()
+    assert not book.is_live(object())  # plain IPython without a kernel
+    monkeypatch.setitem(sys.modules, "google.colab", object())
+    assert book.is_live(object())
+    monkeypatch.setenv(book.TABLE_ENV, "0")
+    assert not book.is_live(Shell())
+
+
+def _run_cells(sources: list[str], env: dict[str, str]) -> list[dict]:
+    """Execute cells in a real kernel, as nbmake and the book build do; return the last cell's outputs."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(s) for s in sources])
+    client = NotebookClient(nb, timeout=120, kernel_name="python3")
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in env.items():
+            mp.setenv(k, v)
+        client.execute()
+    return nb.cells[-1].outputs
+
+
+@pytest.mark.parametrize("live", [False, True], ids=["executor", "live"])
+def test_a_glue_cell_shows_its_table_only_when_live(live):
+    from imitlib.book import as_prose, prose_formats
+
+    name, specs = next((n, s) for n, s in prose_formats().items() if any(s))
+    cell = f"from imitlib.book import glue\nglue({name!r}, 0.987654)\nglue('test_plain', 'three of five')"
+    outputs = _run_cells([cell], {"IMITLIB_GLUE_TABLE": "1" if live else ""})
+    tables = [o["data"]["text/markdown"] for o in outputs if "text/markdown" in o.get("data", {})]
+    glued = [k for o in outputs for k in o.get("data", {}) if k.startswith("application/papermill.record/")]
+    assert sorted(glued) == sorted(f"application/papermill.record/{k}" for k in ("text/plain",) * 2)
+    if not live:
+        assert not tables, "under nbclient the output stays as myst-nb makes it"
+        return
+    assert len(tables) == 1
+    for spec in specs:
+        assert as_prose(0.987654, spec) in tables[0]
+    assert f"`{name}`" in tables[0] and "three of five" in tables[0] and "'three" not in tables[0]

@@ -26,7 +26,8 @@ import tempfile
 import time
 import warnings
 import zipfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -72,6 +73,35 @@ class Artifact:
             f"imitlib {p['imitlib_version']} at `{commit}`, created {p['created']}, "
             f"{p['compute_seconds']:.1f} s to compute, config hash `{p['config_hash']}`.{stale}"
         )
+
+
+@dataclass(frozen=True)
+class Status:
+    """What :func:`cached` found for one artifact during a :func:`dry_run`."""
+
+    name: str
+    folder: Path
+    state: str  # "stored", "stale" (stored, made by other code) or "missing"
+    seconds: float | None  # how long the stored one took to compute
+
+
+class NotStored(LookupError):
+    """Raised inside a :func:`dry_run` where :func:`cached` would have to compute."""
+
+
+_dry: list[Status] | None = None  # set while a dry run is active
+
+
+@contextmanager
+def dry_run() -> Iterator[list[Status]]:
+    """Inside this block :func:`cached` computes nothing: it loads what is stored, raises :class:`NotStored` for
+    what is not, and appends each artifact's :class:`Status` to the list it yields (to report a build's plan)."""
+    global _dry
+    outer, _dry = _dry, []
+    try:
+        yield _dry
+    finally:
+        _dry = outer
 
 
 def _display_path(path: Path) -> str:
@@ -244,6 +274,8 @@ def cached(
     folder = (root or results_root()) / name / f"{scale}-{key}"
     source = code_hash(code)
     always = scale == "ci" or os.environ.get(RECOMPUTE_ENV, "") not in ("", "0")
+    if _dry is not None:
+        return _dry_load(name, folder, source)
     if not always and (folder / "provenance.json").exists():
         art = load(folder)
         if art.provenance.get("code_hash") != source:
@@ -267,6 +299,18 @@ def cached(
     if scale == "ci":
         return Artifact(data=data, provenance=provenance, path=None, loaded=False)
     return Artifact(data=data, provenance=save(folder, data, provenance), path=folder, loaded=False)
+
+
+def _dry_load(name: str, folder: Path, source: str) -> Artifact:
+    """:func:`cached` during a dry run: record what is there, load it if stored, never compute."""
+    assert _dry is not None
+    if not (folder / "provenance.json").exists():
+        _dry.append(Status(name, folder, "missing", None))
+        raise NotStored(f"{name} is not stored in {folder.parent}")
+    art = load(folder)
+    art.stale = art.provenance.get("code_hash") != source
+    _dry.append(Status(name, folder, "stale" if art.stale else "stored", art.provenance.get("compute_seconds")))
+    return art
 
 
 def is_stored(name: str, config: Any, scale: str, root: Path | None = None) -> bool:

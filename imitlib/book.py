@@ -22,9 +22,14 @@ import os
 import re
 import sys
 from ast import literal_eval
+from collections.abc import Callable
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from imitlib.scale import Scale
 
 TABLE_ENV = "IMITLIB_GLUE_TABLE"
 CHAPTERS = Path(__file__).resolve().parent.parent / "chapters"  # present in a clone, Colab's included
@@ -139,3 +144,82 @@ def _show_pending(*_: Any) -> None:
     names = list(_pending)
     _pending.clear()
     display(Markdown(glue_table(names)))
+
+
+# --- What each chapter loads: the plan a book build prints, and what tests/test_results.py checks ---------------
+
+LONG_SECONDS = 180.0  # computing longer than this inside a book build deserves a warning and a background command
+
+
+@dataclass(frozen=True)
+class StoredResult:
+    """One stored artifact a chapter loads at ``lab``: how to load it and the command that computes it."""
+
+    chapter: str  # notebook stem, e.g. "04_transformer_imitation"
+    label: str
+    load: Callable[[Scale], Any]
+    command: str  # ``{scale}`` stands for the scale's name
+
+
+def stored_results() -> list[StoredResult]:
+    """Every stored artifact the chapters load, built from the same configs the chapters use."""
+    from imitlib import experiments as ex
+
+    ch = ["01_tabular_q_learning", "02_dqn_teacher", "03_recording_histories", "04_transformer_imitation",
+          "05_in_context_probes"]
+    cli = "python -m imitlib"
+    out = [StoredResult(ch[0], "tabular Q-learning", lambda s: ex.tabular_artifact(ex.tabular_experiment(s), s),
+                        f"{cli} tabular --scale {{scale}}"),
+           StoredResult(ch[1], "DQN teachers", lambda s: ex.teacher_artifact(ex.teacher_experiment(s), s),
+                        f"{cli} teacher --scale {{scale}}")]
+    for env in ("MinAtar/Breakout-v0", "MinAtar/SpaceInvaders-v0"):
+        out.append(StoredResult(ch[2], f"{env} histories", lambda s, env=env: ex.minatar_histories_artifact(
+            ex.teacher_experiment(s, env), s), f"{cli} record minatar --env {env} --scale {{scale}}"))
+    for kind in ("ad", "ed"):
+        out.append(StoredResult(ch[3], f"Dark Room {kind.upper()} students", lambda s, kind=kind:
+                                ex.darkroom_students_artifact(ex.darkroom_students_config(s, kind), s),
+                                f"{cli} student --kind {kind} --scale {{scale}}"))
+    out.append(StoredResult(ch[3], "MinAtar ED students", lambda s: ex.game_students_artifact(
+        ex.game_students_config(s), s), f"{cli} student --kind ed --data minatar --scale {{scale}}"))
+    out.append(StoredResult(ch[4], "ICL regression", lambda s: ex.icl_regression_artifact(
+        ex.icl_regression_config(s), s), f"{cli} incontext --part regression --scale {{scale}}"))
+    main = {"AD": ("ad", 0), "ED": ("ed", 0), "ED + prompt": ("ed", 3), "AD + prompt": ("ad", 3)}
+    for name, (kind, prompt) in main.items():
+        out.append(StoredResult(ch[4], f"in-context {name}", lambda s, kind=kind, prompt=prompt: ex.in_context_artifact(
+            ex.in_context_config(s, ex.darkroom_students_config(s, kind), prompt_episodes=prompt), s),
+            f"{cli} incontext --part main --scale {{scale}}"))
+    for name in ex.ABLATIONS:
+        out.append(StoredResult(ch[4], f"ablation: {name}", lambda s, name=name: ex.in_context_artifact(
+            ex.ablation_test(s, name), s), f'{cli} incontext --part ablations --ablation "{name}" --scale {{scale}}'))
+    out.append(StoredResult(ch[4], "probes", lambda s: ex.probes_artifact(ex.ProbeTest(
+        ex.darkroom_students_config(s, "ad"), windows=s.incontext.probe_windows), s),
+        f"{cli} incontext --part probes --scale {{scale}}"))
+    return out
+
+
+def build_plan(scale: Scale) -> dict[str, list[str]]:
+    """Per chapter, one line per stored result: loaded, loaded but stale, or computed (and for how long)."""
+    from imitlib import artifacts
+
+    plan: dict[str, list[str]] = {}
+    for result in stored_results():
+        lines = plan.setdefault(result.chapter, [])
+        if scale.name == "ci":
+            continue  # ci never loads: every chapter computes its tiny pipeline
+        command = result.command.format(scale=scale.name)
+        with artifacts.dry_run() as seen:
+            try:
+                result.load(scale)
+            except artifacts.NotStored:
+                pass
+        last = seen[-1] if seen else None
+        if last is None or last.state == "missing":
+            lines.append(f"{result.label}: NOT STORED at {scale.name}; the chapter computes it or says it is "
+                         f"missing (may take hours on a CPU). Run it in the background instead: {command}")
+        elif last.state == "stale":
+            lines.append(f"{result.label}: loads a stored result made by older code (the page says so); "
+                         f"recompute: IMITLIB_RECOMPUTE=1 {command}"
+                         + (f" (~{last.seconds / 60:.0f} min)" if last.seconds else ""))
+        else:
+            lines.append(f"{result.label}: loads the stored result")
+    return plan

@@ -1,27 +1,40 @@
-"""Execute the chapters once, build the book from those outputs, and check it in a real browser.
+"""Build the book, execute the chapters as tests, and check the result in a real browser.
 
-The committed notebooks stay output-free: everything runs on a copy staged in ``_book/``.
+The committed notebooks stay output-free: a reader's build executes them through Jupyter Book's cache, and the
+test path runs them on a copy staged in ``_book/``.
 
+    python scripts/book.py book      # the reader's book: `jupyter-book build .` at IMITLIB_SCALE (lab unless set),
+                                     # with what each chapter loads or computes printed first -> _build/html
     python scripts/book.py test      # unit tests + every chapter executed by nbmake (IMITLIB_SCALE=ci unless set)
-    python scripts/book.py build     # HTML from the executed copies, Sphinx warnings as errors
-    python scripts/book.py browser   # headless Chromium: figures render, Colab badges, internal links
+    python scripts/book.py build     # HTML from the executed copies in _book/ (no second execution), warnings = errors
+    python scripts/book.py browser [HTML]  # headless Chromium (_book's build unless HTML): figures, glue, links
+    python scripts/book.py parity    # chapter 1 built by Jupyter Book's execution == built from nbmake's outputs
+    python scripts/book.py colab     # every chapter run the way Colab runs it (scripts/colab_check.py)
     python scripts/book.py strip     # remove outputs from chapters/*.ipynb (before committing)
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 STAGE = ROOT / "_book"  # not under _build/: nbmake skips any path containing "_build"
 HTML = STAGE / "_build" / "html"
 BOOK_SOURCES = ("_config.yml", "_toc.yml", "book", "chapters")
+READER_HTML = ROOT / "_build" / "html"  # where `jupyter-book build .` writes the reader's book
+PARITY = ROOT / "_parity"
+PARITY_CHAPTER = "01_tabular_q_learning"
 
 
 def stage() -> None:
@@ -63,15 +76,112 @@ def cmd_build() -> int:
         print(f"no executed notebooks in {STAGE} ({', '.join(unexecuted) or 'none staged'}): "
               "run `python scripts/book.py test` first", file=sys.stderr)
         return 2
-    jb = Path(sys.executable).with_name("jupyter-book")  # the one installed beside this Python
-    code = run([str(jb) if jb.exists() else "jupyter-book", "build", str(STAGE), "-W", "-n", "--keep-going"])
+    set_execution(STAGE / "_config.yml", "off")  # built from nbmake's outputs: never executed twice
+    code = run([jupyter_book(), "build", str(STAGE), "-W", "-n", "--keep-going"])
     if code == 0:
         print(f"book built: {HTML / 'index.html'}")
     return code
 
 
-def cmd_browser() -> int:
-    return run([sys.executable, str(ROOT / "scripts" / "browser_check.py"), str(HTML)])
+def jupyter_book() -> str:
+    """The jupyter-book installed beside this Python, else the one on PATH."""
+    jb = Path(sys.executable).with_name("jupyter-book")
+    return str(jb) if jb.exists() else "jupyter-book"
+
+
+def set_execution(config: Path, mode: str) -> None:
+    """Rewrite a staged ``_config.yml`` with ``execute_notebooks: mode``."""
+    cfg = yaml.safe_load(config.read_text())
+    cfg.setdefault("execute", {})["execute_notebooks"] = mode
+    config.write_text(yaml.safe_dump(cfg, sort_keys=False))
+
+
+def cmd_book() -> int:
+    """The reader's build: say what each chapter will load or compute, then `jupyter-book build .`, timed."""
+    from imitlib import book
+    from imitlib.scale import get_scale
+
+    t0 = time.perf_counter()
+    scale = get_scale()  # IMITLIB_SCALE, lab unless set
+    print(f"building the book at IMITLIB_SCALE={scale.name}", flush=True)
+    if scale.name == "ci":
+        print("  ci: every chapter computes its tiny pipeline (a few minutes in all); nothing is loaded")
+    plan = book.build_plan(scale)
+    for chapter, lines in plan.items():
+        print(f"  {chapter}")
+        for line in lines:
+            print(f"    {'!' if 'NOT STORED' in line else '-'} {line}")
+    if any("NOT STORED" in line for lines in plan.values() for line in lines):
+        print("  ! chapters marked ! compute during the build; their commands above run them in the background")
+    forget_stale_cache(scale.name)
+    env = {**os.environ, "IMITLIB_SCALE": scale.name}
+    code = run([jupyter_book(), "build", str(ROOT), "-n", "--keep-going"], env=env)
+    minutes = (time.perf_counter() - t0) / 60
+    if code == 0:
+        print(f"book built at {scale.name} scale in {minutes:.1f} min: {READER_HTML / 'index.html'}\n"
+              f"read it: python -m http.server -d {READER_HTML.relative_to(ROOT)} 8000, "
+              "then open http://localhost:8000")
+    return code
+
+
+def forget_stale_cache(scale: str) -> None:
+    """Jupyter Book's cache keys on code cells only: drop it when the scale, results/ or imitlib have changed."""
+    h = hashlib.sha256(scale.encode())
+    for path in sorted([*(ROOT / "results").rglob("provenance.json"), *(ROOT / "imitlib").rglob("*.py")]):
+        h.update(str(path.relative_to(ROOT)).encode() + path.read_bytes())
+    stamp, cache = ROOT / "_build" / ".imitlib-stamp", ROOT / "_build" / ".jupyter_cache"
+    if stamp.exists() and stamp.read_text() == h.hexdigest():
+        return
+    if cache.exists():
+        print("  scale, stored results or imitlib changed since the last build: executing every chapter afresh")
+        shutil.rmtree(cache)
+    stamp.parent.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(h.hexdigest())
+
+
+def cmd_parity() -> int:
+    """Chapter 1 built through Jupyter Book's own execution must match the page built from nbmake's outputs."""
+    tested = STAGE / "chapters" / f"{PARITY_CHAPTER}.ipynb"
+    if not (tested.exists() and _has_outputs(tested) and (HTML / "chapters" / f"{PARITY_CHAPTER}.html").exists()):
+        print("run `python scripts/book.py test` and `python scripts/book.py build` first", file=sys.stderr)
+        return 2
+    if PARITY.exists():
+        shutil.rmtree(PARITY)
+    shutil.copytree(ROOT / "book", PARITY / "book")
+    (PARITY / "chapters").mkdir()
+    shutil.copy2(ROOT / "chapters" / f"{PARITY_CHAPTER}.ipynb", PARITY / "chapters")
+    shutil.copy2(ROOT / "_config.yml", PARITY / "_config.yml")
+    toc = {"format": "jb-book", "root": "book/intro", "chapters": [{"file": f"chapters/{PARITY_CHAPTER}"}]}
+    (PARITY / "_toc.yml").write_text(yaml.safe_dump(toc))
+    if run([jupyter_book(), "build", str(PARITY), "--keep-going"]) != 0:
+        return 1
+    executed = PARITY / "_build" / "jupyter_execute" / "chapters" / f"{PARITY_CHAPTER}.ipynb"
+    pages = {"nbmake, then build": (tested, HTML), "jupyter-book executes": (executed, PARITY / "_build" / "html")}
+    seen = {how: page_facts(nb, html / "chapters" / f"{PARITY_CHAPTER}.html") for how, (nb, html) in pages.items()}
+    for how, facts in seen.items():
+        print(f"{how:>22}: {len(facts['glue keys'])} glue keys, {facts['figures']} figures in the notebook, "
+              f"{facts['images']} images on the page")
+    same = len({json.dumps(f, sort_keys=True) for f in seen.values()}) == 1
+    print("the two paths give the same page" if same else "THE TWO PATHS DIFFER")
+    return 0 if same else 1
+
+
+def page_facts(notebook: Path, page: Path) -> dict:
+    """What a page shows: the glue keys its notebook stored, its figures, and the images its HTML holds."""
+    outputs = [o for c in json.loads(notebook.read_text())["cells"] if c["cell_type"] == "code"
+               for o in c.get("outputs", [])]
+    keys = sorted(o["metadata"]["scrapbook"]["name"] for o in outputs if "scrapbook" in o.get("metadata", {}))
+    figures = sum("image/png" in o.get("data", {}) for o in outputs)
+    return {"glue keys": keys, "figures": figures, "images": len(re.findall(r"<img ", page.read_text()))}
+
+
+def cmd_colab(extra: list[str]) -> int:
+    return run([sys.executable, str(ROOT / "scripts" / "colab_check.py"), *extra])
+
+
+def cmd_browser(extra: list[str]) -> int:
+    """Check the test build (``_book/``), or the book at the path given (e.g. ``_build/html``, the reader's)."""
+    return run([sys.executable, str(ROOT / "scripts" / "browser_check.py"), *(extra or [str(HTML)])])
 
 
 def _has_outputs(path: Path) -> bool:
@@ -94,13 +204,13 @@ def cmd_strip() -> int:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["test", "build", "browser", "strip", "stage"])
+    parser.add_argument("command", choices=["book", "test", "build", "browser", "parity", "colab", "strip", "stage"])
     args, extra = parser.parse_known_args()
-    if args.command == "test":
-        return cmd_test(extra)
+    if args.command in ("test", "colab", "browser"):
+        return {"test": cmd_test, "colab": cmd_colab, "browser": cmd_browser}[args.command](extra)
     if extra:
         parser.error(f"unexpected arguments: {extra}")
-    return {"build": cmd_build, "browser": cmd_browser, "strip": cmd_strip,
+    return {"book": cmd_book, "build": cmd_build, "parity": cmd_parity, "strip": cmd_strip,
             "stage": lambda: (stage(), 0)[1]}[args.command]()
 
 

@@ -1,7 +1,8 @@
 """Open the built book in headless Chromium and check what a reader would see.
 
 For the index and every chapter page: each figure has a non-zero natural size (it decoded), the chapter's
-"Open in Colab" badge points at that chapter's notebook in the repository named in ``_config.yml``, and no
+"Open in Colab" badge points at that chapter's notebook in the repository named in ``_config.yml``, every
+``{glue:text}`` role of the chapter's prose became a number on the page (none shown raw), and no
 internal link is broken (target file exists; a ``#fragment`` exists on the target page). Every other
 built page gets the static link check too. Exits non-zero listing every problem found.
 
@@ -11,6 +12,7 @@ built page gets the static link check too. Exits non-zero listing every problem 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from html.parser import HTMLParser
 from pathlib import Path
@@ -76,6 +78,12 @@ def expected_colab(notebook: str) -> str:
     return f"https://colab.research.google.com/github/{repo}/blob/{cfg['repository']['branch']}/{notebook}"
 
 
+def glue_roles(notebook: Path) -> int:
+    """How many ``{glue:text}`` roles the notebook's prose holds: each must become a number on the page."""
+    cells = json.loads(notebook.read_text())["cells"] if notebook.exists() else []
+    return sum("".join(c["source"]).count("{glue:text}") for c in cells if c["cell_type"] == "markdown")
+
+
 def check_in_browser(html_root: Path, pages: list[Path], shots: Path | None) -> list[str]:
     from playwright.sync_api import sync_playwright
 
@@ -105,9 +113,12 @@ def check_in_browser(html_root: Path, pages: list[Path], shots: Path | None) -> 
                     problems.append(f"{rel}: no Colab link to {want} (found {hrefs})")
                 if figures == 0:
                     problems.append(f"{rel}: a chapter page with no figure in its outputs")
-                glue_missing = page.eval_on_selector_all(".pasted-text", "els => els.length")
-                if glue_missing == 0:
-                    problems.append(f"{rel}: no glued numbers found in the prose")
+                pasted = page.eval_on_selector_all(".pasted-text", "els => els.length")
+                roles = glue_roles(ROOT / notebook)
+                if pasted == 0 or pasted < roles:
+                    problems.append(f"{rel}: {pasted} glued numbers on the page, the prose cites {roles}")
+                if "{glue:" in page.inner_text("body"):
+                    problems.append(f"{rel}: a raw {{glue:...}} role is shown to the reader")
             if shots:
                 shots.mkdir(parents=True, exist_ok=True)
                 page.screenshot(path=str(shots / (str(rel).replace("/", "_") + ".png")), full_page=True)

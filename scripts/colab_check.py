@@ -112,6 +112,7 @@ def main() -> int:
     parser.add_argument("--venv", type=Path, help="reuse this venv (made by an earlier run) instead of a fresh one")
     parser.add_argument("--source", type=Path, default=ROOT, help="the git checkout to clone (default: this one)")
     parser.add_argument("--timeout", type=int, default=1800, help="seconds per cell")
+    parser.add_argument("--save", type=Path, help="write the executed notebooks here (to read what a reader sees)")
     args = parser.parse_args()
 
     chapters = [p for p in sorted((args.source / "chapters").glob("*.ipynb"))
@@ -138,8 +139,11 @@ def main() -> int:
             content = Path(tmp) / "content"  # a fresh /content per chapter: each Colab notebook has its own VM
             content.mkdir()
             t0 = time.perf_counter()
-            ok, error, said = run_chapter(colab_notebook(path, args.source.resolve(), content), kernel, content,
-                                          args.timeout)
+            nb = colab_notebook(path, args.source.resolve(), content)
+            ok, error, said = run_chapter(nb, kernel, content, args.timeout)
+        if args.save:
+            args.save.mkdir(parents=True, exist_ok=True)
+            nbformat.write(nb, args.save / path.name)
         seconds = time.perf_counter() - t0
         print(f"{'passed' if ok else 'FAILED'}  {path.name}  {seconds:6.1f} s  install cell said: "
               f"{said[-1] if said else '(nothing)'}" + ("" if ok else f"\n        {error}"), flush=True)

@@ -2,58 +2,49 @@
 
 A stale artifact still loads, but its chapter then prints a "the code has changed" note. This test catches the
 edit that causes it (e.g. a change to ``imitlib.tabular`` marks chapter 1's results stale) before the book does.
-It never computes anything: an artifact that is not stored fails the test with the command that makes it.
+It never computes anything (:func:`imitlib.artifacts.dry_run`): an artifact that is not stored fails the test with
+the command that makes it. The list is :func:`imitlib.book.stored_results`, the one a book build reports from.
 """
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Callable, Iterator
-
 import pytest
 
-from imitlib import artifacts, experiments
+from imitlib import artifacts, book
 from imitlib.scale import get_scale
 
-
-def lab_artifacts() -> Iterator[tuple[str, Callable[[], artifacts.Artifact]]]:
-    """Every stored artifact the chapters load at ``lab``, built from the same configs the chapters use."""
-    scale = get_scale("lab")
-    yield "ch01 tabular", lambda: experiments.tabular_artifact(experiments.tabular_experiment(scale), scale)
-    yield "ch02 teacher", lambda: experiments.teacher_artifact(experiments.teacher_experiment(scale), scale)
-    for env_id in ("MinAtar/Breakout-v0", "MinAtar/SpaceInvaders-v0"):
-        yield f"ch03 {env_id}", lambda env_id=env_id: experiments.minatar_histories_artifact(
-            experiments.teacher_experiment(scale, env_id), scale)
-    ad, ed = (experiments.darkroom_students_config(scale, kind) for kind in ("ad", "ed"))
-    for name, cfg in (("AD", ad), ("ED", ed)):
-        yield f"ch04 {name} students", lambda cfg=cfg: experiments.darkroom_students_artifact(cfg, scale)
-    yield "ch04 game students", lambda: experiments.game_students_artifact(experiments.game_students_config(scale),
-                                                                            scale)
-    yield "ch05 ICL regression", lambda: experiments.icl_regression_artifact(
-        experiments.icl_regression_config(scale), scale)
-    tests = {"AD": experiments.in_context_config(scale, ad), "ED": experiments.in_context_config(scale, ed),
-             "ED + prompt": experiments.in_context_config(scale, ed, prompt_episodes=3),
-             "AD + prompt": experiments.in_context_config(scale, ad, prompt_episodes=3),
-             **{name: experiments.ablation_test(scale, name) for name in experiments.ABLATIONS}}
-    for name, test in tests.items():
-        yield f"ch05 in-context {name}", lambda test=test: experiments.in_context_artifact(test, scale)
-    probe = experiments.ProbeTest(ad, windows=scale.incontext.probe_windows)
-    yield "ch05 probes", lambda: experiments.probes_artifact(probe, scale)
+RESULTS = book.stored_results()
 
 
-@pytest.mark.parametrize("label, get", list(lab_artifacts()), ids=[label for label, _ in lab_artifacts()])
-def test_stored_lab_artifact_is_current(label, get, monkeypatch):
-    real = artifacts.cached
-
-    def load_only(name, config, compute, *, scale, code=(), root=None):
-        if not artifacts.is_stored(name, config, scale, root):
-            pytest.fail(f"{label}: {name} is not stored at {scale} scale (compute it with the chapter's "
-                        f"`python -m imitlib ...` command, see the README)")
-        return real(name, config, compute, scale=scale, code=code, root=root)
-
+@pytest.mark.parametrize("result", RESULTS, ids=[f"{r.chapter[:2]} {r.label}" for r in RESULTS])
+def test_stored_lab_artifact_is_current(result, monkeypatch):
     monkeypatch.delenv(artifacts.RECOMPUTE_ENV, raising=False)
-    monkeypatch.setattr(artifacts, "cached", load_only)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", artifacts.StaleArtifactWarning)
-        art = get()
-    assert art.loaded and not art.stale
+    monkeypatch.delenv(artifacts.RESULTS_ENV, raising=False)
+    command = result.command.format(scale="lab")
+    with artifacts.dry_run() as seen:
+        try:
+            art = result.load(get_scale("lab"))
+        except artifacts.NotStored as err:
+            pytest.fail(f"{result.label}: {err}; compute it with `{command}`")
+    assert seen and art.loaded
+    stale = [s.name for s in seen if s.state != "stored"]
+    assert not stale, f"{result.label}: made by older code: {stale}; recompute with `IMITLIB_RECOMPUTE=1 {command}`"
+
+
+def test_a_dry_run_computes_nothing(tmp_path, monkeypatch):
+    monkeypatch.setenv(artifacts.RESULTS_ENV, str(tmp_path))
+    with artifacts.dry_run() as seen, pytest.raises(artifacts.NotStored):
+        artifacts.cached("never", {"x": 1}, lambda: pytest.fail("a dry run computed"), scale="lab")
+    assert [s.state for s in seen] == ["missing"] and not list(tmp_path.iterdir())
+    artifacts.cached("now", {"x": 1}, lambda: {"a": [1.0]}, scale="lab")  # outside the block: computed, stored
+    with artifacts.dry_run() as seen:
+        assert artifacts.cached("now", {"x": 1}, lambda: pytest.fail("recomputed"), scale="lab").loaded
+    assert [s.state for s in seen] == ["stored"]
+
+
+def test_the_build_plan_names_the_command_for_what_is_missing(tmp_path, monkeypatch):
+    monkeypatch.setenv(artifacts.RESULTS_ENV, str(tmp_path))  # nothing stored here
+    plan = book.build_plan(get_scale("lab"))
+    assert set(plan) == {r.chapter for r in RESULTS}
+    first = plan["01_tabular_q_learning"][0]
+    assert "NOT STORED" in first and "python -m imitlib tabular --scale lab" in first

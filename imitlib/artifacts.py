@@ -137,9 +137,22 @@ def to_jsonable(obj: Any) -> Any:
 
 
 def config_hash(name: str, config: Any, scale: str) -> str:
-    """Stable short hash of everything that determines an artifact's contents."""
-    blob = json.dumps({"name": name, "scale": scale, "config": to_jsonable(config)}, sort_keys=True)
+    """Stable short hash of everything that determines an artifact's contents.
+
+    A ``device`` field is hashed as ``"cpu"`` whatever it holds: where a run computes is not what it computes, so
+    a teacher trained on a GPU is stored, and found, under the same name as one trained on the CPU (its provenance
+    records the device it used)."""
+    blob = json.dumps({"name": name, "scale": scale, "config": _device_blind(to_jsonable(config))}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def _device_blind(value: Any) -> Any:
+    """A jsonable config with every ``device`` entry set to ``"cpu"``."""
+    if isinstance(value, dict):
+        return {k: "cpu" if k == "device" else _device_blind(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_device_blind(v) for v in value]
+    return value
 
 
 def git_commit() -> str | None:

@@ -33,10 +33,19 @@ def cmd_tabular(args: argparse.Namespace) -> int:
     return 0
 
 
+def on_best_device(exp: experiments.TeacherExperiment) -> experiments.TeacherExperiment:
+    """Teachers train on the GPU when there is one (their artifact's name does not depend on the device)."""
+    import torch
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    print(f"device: {device}" + (f" ({torch.cuda.get_device_name()})" if device == "cuda" else " (no GPU found)"))
+    return dataclasses.replace(exp, dqn=dataclasses.replace(exp.dqn, device=device))
+
+
 def cmd_teacher(args: argparse.Namespace) -> int:
     """Chapter 2's DQN teachers: train headless (resumable), store the artifact, print a summary."""
     scale = get_scale(args.scale)
-    exp = experiments.teacher_experiment(scale, env_id=args.env, seed=args.seed)
+    exp = on_best_device(experiments.teacher_experiment(scale, env_id=args.env, seed=args.seed))
     print(f"training {len(exp.seeds)} seed(s) of DQN on {exp.dqn.env_id} for {exp.dqn.steps:,} steps each")
     art = experiments.teacher_artifact(exp, scale)
     print(art.provenance_markdown().replace("**", ""))
@@ -54,7 +63,7 @@ def cmd_record(args: argparse.Namespace) -> int:
 
     scale = get_scale(args.scale)
     if args.what == "minatar":
-        exp = experiments.teacher_experiment(scale, env_id=args.env)
+        exp = on_best_device(experiments.teacher_experiment(scale, env_id=args.env))
         folders = [experiments.minatar_histories(exp, scale, every=args.every)]
     else:
         folders = [experiments.darkroom_histories(experiments.darkroom_histories_config(scale, source), scale)

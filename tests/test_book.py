@@ -97,10 +97,23 @@ def test_notebooks_glue_their_numbers_and_define_no_classes(path):
     assert not re.search(r"^class ", code, re.M), "notebooks import imitlib; they define no classes"
 
 
-def test_readme_has_the_commands():
+def test_readme_starts_with_the_two_commands_and_the_makefile_runs_them():
     readme = (ROOT / "README.md").read_text()
-    for cmd in ("pip install -r requirements.txt", "python scripts/book.py test", "python scripts/book.py build"):
+    first_block = readme.split("```bash\n", 1)[1].split("```", 1)[0]
+    assert [line.split()[:2] for line in first_block.splitlines()] == [["make", "book"], ["make", "test"]]
+    make = (ROOT / "Makefile").read_text()
+    for step in ("-m venv", "pip install --quiet $(TORCH)", "pip install --quiet -r requirements.txt",
+                 "scripts/book.py book", "scripts/book.py test"):
+        assert step in make, f"Makefile lacks `{step}`"
+    for cmd in ("python scripts/book.py build", "python scripts/book.py colab", "python -m http.server -d _build/html"):
         assert cmd in readme, f"README lacks `{cmd}`"
+
+
+def test_the_reader_build_executes_and_the_test_build_does_not():
+    execute = CONFIG["execute"]
+    assert execute["execute_notebooks"] == "cache" and execute["timeout"] >= 600
+    book = (ROOT / "scripts" / "book.py").read_text()
+    assert 'set_execution(STAGE / "_config.yml", "off")' in book
 
 
 def test_publishing_workflow_mirrors_ci():

@@ -61,3 +61,21 @@ def test_incontext_regression_at_ci_scale(capsys, tmp_path, monkeypatch):
     assert main(["incontext", "--part", "regression", "--scale", "ci"]) == 0
     assert "cosine to GD x1" in capsys.readouterr().out
     assert main(["incontext", "--part", "ablations", "--ablation", "bogus", "--scale", "ci"]) == 2
+
+
+def test_teachers_pick_the_gpu_when_present_and_keep_their_artifact_name(monkeypatch, capsys):
+    import torch
+
+    from imitlib import artifacts, experiments
+    from imitlib.cli import on_best_device
+    from imitlib.scale import get_scale
+
+    exp = experiments.teacher_experiment(get_scale("lab"))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "Fake GPU")
+    gpu = on_best_device(exp)
+    assert gpu.dqn.device == "cuda" and "device: cuda (Fake GPU)" in capsys.readouterr().out
+    assert artifacts.config_hash("t", gpu, "lab") == artifacts.config_hash("t", exp, "lab")
+    assert artifacts.config_hash("t", gpu, "lab") != artifacts.config_hash("t", exp, "ci")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert on_best_device(exp).dqn.device == "cpu"

@@ -111,6 +111,12 @@ def as_prose(value: Any, spec: str = "") -> str:
     return format(parsed, spec)
 
 
+def glue_all(numbers: dict[str, Any]) -> None:
+    """Glue every value of a chapter's summary under its name (a summary function returns name -> value)."""
+    for name, value in numbers.items():
+        glue(name, value)
+
+
 def _plain_text(value: Any) -> str:
     """The text/plain form a notebook stores for ``value`` (IPython's, when IPython is there)."""
     if "IPython" in sys.modules:
@@ -144,6 +150,33 @@ def _show_pending(*_: Any) -> None:
     names = list(_pending)
     _pending.clear()
     display(Markdown(glue_table(names)))
+
+
+# --- What a chapter shows: tables and provenance, one way each ------------------------------------------------
+
+def table(header: list[str], rows: list[list[Any]], formats: list[str] | None = None) -> Any:
+    """A Markdown table for a cell's output; ``formats`` (one spec per column, "" for none) formats the cells."""
+    from IPython.display import Markdown
+
+    specs = formats or [""] * len(header)
+    if len(specs) != len(header) or any(len(row) != len(header) for row in rows):
+        raise ValueError(f"table: {len(header)} columns in the header, rows of {sorted({len(r) for r in rows})}, "
+                         f"{len(specs)} formats; give every row (and formats) one value per column")
+    cells = [[_escape(format(v, f) if f else str(v)) for v, f in zip(row, specs, strict=True)] for row in rows]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return Markdown("\n".join(lines + ["| " + " | ".join(row) + " |" for row in cells]))
+
+
+def provenance(*arts: Any) -> Any:
+    """Where the numbers below come from, folded away: one collapsed dropdown for any number of artifacts."""
+    from IPython.display import Markdown
+
+    shown = [a for a in arts if a is not None]
+    stale = any(getattr(a, "stale", False) for a in shown)
+    title = f"Provenance of {len(shown)} result{'s' if len(shown) != 1 else ''}" + (" (stale: see inside)"
+                                                                                     if stale else "")
+    body = "\n\n".join(a.provenance_markdown() for a in shown)
+    return Markdown(f"<details>\n<summary>{title}</summary>\n\n{body}\n\n</details>")
 
 
 # --- What each chapter loads: the plan a book build prints, and what tests/test_results.py checks ---------------

@@ -16,7 +16,40 @@ import sys
 import numpy as np
 
 from imitlib import experiments
+from imitlib.artifacts import ArtifactError
+from imitlib.envs.games import check_env_id
+from imitlib.history import HistoryError
+from imitlib.io import CheckpointMismatchError
 from imitlib.scale import PRESETS, UnknownScaleError, get_scale
+
+KNOWN_ERRORS = (CheckpointMismatchError, HistoryError, ArtifactError)  # bad files: one line, exit 1, no traceback
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (what is wrong, how to fix it) and exit status 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: {message} (see `{self.prog} --help`)\n")
+
+
+def seed(text: str) -> int:
+    """A --seed value: a non-negative integer."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {value}")
+    return value
+
+
+def env_id(text: str) -> str:
+    """A --env value: a game id imitlib knows."""
+    try:
+        check_env_id(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return text
 
 
 def cmd_tabular(args: argparse.Namespace) -> int:
@@ -93,7 +126,8 @@ def cmd_student(args: argparse.Namespace) -> int:
                       f"optimal actions {art[f'{split}/{mode}_optimal_share'].mean():.0%}")
     else:
         if args.kind != "ed":
-            print("only ED students are trained on the teacher's game (its learning histories are too long for AD)")
+            print("python -m imitlib student: --data minatar takes --kind ed only (the game's learning histories are "
+                  "too long for AD); use --kind ed", file=sys.stderr)
             return 2
         exp = experiments.game_students_config(scale, env_id=args.env)
         art = experiments.game_students_artifact(exp, scale)
@@ -132,9 +166,6 @@ def cmd_incontext(args: argparse.Namespace) -> int:
     if "ablations" in parts:
         names = list(experiments.ABLATIONS) if args.ablation is None else [args.ablation]
         for name in names:
-            if name not in experiments.ABLATIONS:
-                print(f"unknown ablation {name!r}: choose from {list(experiments.ABLATIONS)}")
-                return 2
             _print_in_context(name, experiments.in_context_artifact(experiments.ablation_test(scale, name), scale))
     return 0
 
@@ -155,21 +186,21 @@ def cmd_scales(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m imitlib", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = Parser(prog="python -m imitlib", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     p = sub.add_parser("tabular", help="chapter 1: tabular Q-learning on Dark Room")
     p.add_argument("--scale", default=None, help="ci, lab or full (default: $IMITLIB_SCALE or lab)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed, default=0)
     p.set_defaults(fn=cmd_tabular)
     p = sub.add_parser("teacher", help="chapter 2: DQN teachers (MinAtar at ci/lab, ALE at full)")
-    p.add_argument("--env", default=None, help="game id (default: the scale's); e.g. MinAtar/SpaceInvaders-v0")
+    p.add_argument("--env", type=env_id, default=None,
+                   help="game id (default: the scale's); e.g. MinAtar/SpaceInvaders-v0")
     p.add_argument("--scale", default=None, help="ci, lab or full (default: $IMITLIB_SCALE or lab)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed, default=0)
     p.set_defaults(fn=cmd_teacher)
     p = sub.add_parser("record", help="chapter 3: record learning histories")
     p.add_argument("what", choices=["darkroom", "minatar"], help="which dataset")
-    p.add_argument("--env", default=None, help="minatar: game id (default: the scale's teacher game)")
+    p.add_argument("--env", type=env_id, default=None, help="minatar: game id (default: the scale's teacher game)")
     p.add_argument("--every", type=int, default=10, help="minatar: record every k-th episode")
     p.add_argument("--source", nargs="+", default=["knowledge", "epsilon"], choices=["knowledge", "epsilon"])
     p.add_argument("--scale", default=None, help="ci, lab or full (default: $IMITLIB_SCALE or lab)")
@@ -178,12 +209,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--kind", choices=["ed", "ad"], required=True)
     p.add_argument("--data", choices=["darkroom", "minatar"], default="darkroom")
     p.add_argument("--source", choices=["knowledge", "epsilon"], default="knowledge", help="darkroom: histories")
-    p.add_argument("--env", default=None, help="minatar: game id (default: the scale's teacher game)")
+    p.add_argument("--env", type=env_id, default=None, help="minatar: game id (default: the scale's teacher game)")
     p.add_argument("--scale", default=None, help="ci, lab or full (default: $IMITLIB_SCALE or lab)")
     p.set_defaults(fn=cmd_student)
     p = sub.add_parser("incontext", help="chapter 5: in-context regression, AD on held-out goals, probes, ablations")
     p.add_argument("--part", choices=["regression", "main", "probes", "ablations", "all"], default="all")
-    p.add_argument("--ablation", default=None, help="ablations: one of them by name (default: every one)")
+    p.add_argument("--ablation", default=None, choices=list(experiments.ABLATIONS),
+                   help="ablations: one of them by name (default: every one)")
     p.add_argument("--scale", default=None, help="ci, lab or full (default: $IMITLIB_SCALE or lab)")
     p.set_defaults(fn=cmd_incontext)
     p = sub.add_parser("scales", help="print the scale presets")
@@ -194,6 +226,9 @@ def main(argv: list[str] | None = None) -> int:
     except UnknownScaleError as err:
         parser.error(str(err))
         return 2
+    except KNOWN_ERRORS as err:  # a damaged or mismatched file: say which and how to fix it; no traceback
+        print(f"{parser.prog} {args.command}: {err}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

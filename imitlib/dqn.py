@@ -42,6 +42,7 @@ from torch import nn
 
 from imitlib.artifacts import atomic_write_bytes
 from imitlib.envs.games import GameSpec, game_spec, make_vec_env
+from imitlib.io import CheckpointMismatchError
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -369,10 +370,6 @@ class RunState:
     evals: list[tuple[int, list[list[float]]]] = field(default_factory=list)  # (step, per seed: returns)
     losses: list[tuple[int, list[float], list[float]]] = field(default_factory=list)  # (step, loss, mean Q)
     rng_states: list[dict[str, Any]] = field(default_factory=list)
-
-
-class CheckpointMismatchError(ValueError):
-    """A checkpoint was written for a different game, network or set of seeds."""
 
 
 @dataclass

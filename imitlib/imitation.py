@@ -38,6 +38,7 @@ import torch.nn.functional as F
 
 from imitlib.artifacts import atomic_write_bytes
 from imitlib.history import HistoryReader, context_dataset
+from imitlib.io import CheckpointMismatchError
 from imitlib.transformer import KVCache, Student, TransformerConfig, first_steps, step_inputs
 
 CHECKPOINT = "student.pt"
@@ -202,7 +203,7 @@ def _load(path: Path, run: StudentRun, optim: torch.optim.Optimizer) -> None:
     if state["config"] != json.loads(json.dumps(asdict(run.cfg))):
         diff = {k: (v, state["config"].get(k)) for k, v in json.loads(json.dumps(asdict(run.cfg))).items()
                 if state["config"].get(k) != v}
-        raise ValueError(f"{path} was written for another student config (ours vs its: {diff}); "
+        raise CheckpointMismatchError(f"{path} was written for another student config (ours vs its: {diff}); "
                          f"use another run folder or delete the checkpoint")
     run.model.load_state_dict(state["model"])
     optim.load_state_dict(state["optim"])

@@ -155,24 +155,34 @@ def cmd_parity() -> int:
     (PARITY / "_toc.yml").write_text(yaml.safe_dump(toc))
     if run([jupyter_book(), "build", str(PARITY), "--keep-going"]) != 0:
         return 1
-    executed = PARITY / "_build" / "jupyter_execute" / "chapters" / f"{PARITY_CHAPTER}.ipynb"
-    pages = {"nbmake, then build": (tested, HTML), "jupyter-book executes": (executed, PARITY / "_build" / "html")}
+    cached = sorted((PARITY / "_build" / ".jupyter_cache" / "executed").glob("*/base.ipynb"))
+    if len(cached) != 1:
+        print(f"expected one executed notebook in Jupyter Book's cache, found {len(cached)}", file=sys.stderr)
+        return 1
+    pages = {"nbmake, then build": (tested, HTML), "jupyter-book executes": (cached[0], PARITY / "_build" / "html")}
     seen = {how: page_facts(nb, html / "chapters" / f"{PARITY_CHAPTER}.html") for how, (nb, html) in pages.items()}
     for how, facts in seen.items():
-        print(f"{how:>22}: {len(facts['glue keys'])} glue keys, {facts['figures']} figures in the notebook, "
-              f"{facts['images']} images on the page")
+        print(f"{how:>22}: {len(facts['glue keys'])} glue keys, {facts['figures']} figures in the notebook; "
+              f"{facts['images']} images and {len(facts['glued text'])} glued numbers on the page")
     same = len({json.dumps(f, sort_keys=True) for f in seen.values()}) == 1
+    if not same:
+        a, b = seen.values()
+        for key in a:
+            if a[key] != b[key]:
+                print(f"  {key}: {a[key]} vs {b[key]}")
     print("the two paths give the same page" if same else "THE TWO PATHS DIFFER")
     return 0 if same else 1
 
 
 def page_facts(notebook: Path, page: Path) -> dict:
-    """What a page shows: the glue keys its notebook stored, its figures, and the images its HTML holds."""
+    """What a page shows: its notebook's glue keys and figures, the page's images and glued text."""
     outputs = [o for c in json.loads(notebook.read_text())["cells"] if c["cell_type"] == "code"
                for o in c.get("outputs", [])]
     keys = sorted(o["metadata"]["scrapbook"]["name"] for o in outputs if "scrapbook" in o.get("metadata", {}))
-    figures = sum("image/png" in o.get("data", {}) for o in outputs)
-    return {"glue keys": keys, "figures": figures, "images": len(re.findall(r"<img ", page.read_text()))}
+    figures = sum(any(k.startswith("image/") for k in o.get("data", {})) for o in outputs)
+    html = page.read_text()
+    glued = re.findall(r'<span class="pasted-text">(.*?)</span>', html)
+    return {"glue keys": keys, "figures": figures, "images": len(re.findall(r"<img ", html)), "glued text": glued}
 
 
 def cmd_colab(extra: list[str]) -> int:

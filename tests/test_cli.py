@@ -79,3 +79,68 @@ def test_teachers_pick_the_gpu_when_present_and_keep_their_artifact_name(monkeyp
     assert artifacts.config_hash("t", gpu, "lab") != artifacts.config_hash("t", exp, "ci")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert on_best_device(exp).dqn.device == "cpu"
+
+
+def _usage_error(capsys, argv: list[str]) -> str:
+    """Run the CLI on bad input: it must exit 2 with one line on stderr and no traceback."""
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exc.value.code == 2, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    return err
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["teacher", "--env", "MinAtar/Pong-v0", "--scale", "ci"], "unknown environment 'MinAtar/Pong-v0': valid ids"),
+    (["tabular", "--seed", "-1"], "argument --seed: must be a non-negative integer, got -1"),
+    (["teacher", "--seed", "one"], "argument --seed: must be a non-negative integer, got 'one'"),
+    (["incontext", "--part", "ablations", "--ablation", "8 goals"], "argument --ablation: invalid choice: '8 goals'"),
+    (["tabular", "--scale", "galactic"], "valid scales are ci, lab or full"),
+    (["student", "--kind", "ad", "--data", "minatar"], "--data minatar takes --kind ed only"),
+    (["fly"], "invalid choice: 'fly'"),
+])
+def test_known_bad_input_is_one_line_and_exit_2(capsys, argv, says):
+    if argv[0] == "student":  # refused after parsing, by the command itself
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1
+    else:
+        err = _usage_error(capsys, argv)
+    assert says.replace(" or ", ", ") in err.replace(" or ", ", ")
+
+
+@pytest.mark.parametrize("error", ["checkpoint", "history", "artifact"])
+def test_damaged_or_mismatched_files_are_one_line_and_exit_1(capsys, monkeypatch, tmp_path, error):
+    from imitlib import experiments
+    from imitlib.artifacts import ArtifactError
+    from imitlib.io import CheckpointMismatchError
+
+    if error == "history":  # a dataset folder whose histories are missing: the reader says which, and how to fix it
+        monkeypatch.setattr(experiments, "darkroom_histories", lambda cfg, scale: tmp_path)
+        argv = ["record", "darkroom", "--scale", "ci"]
+        fix = "record one first"
+    else:
+        exc = {"checkpoint": CheckpointMismatchError("runs/x/ckpt.pt was written for a different run: seeds; delete "
+                                                     "it to start over"),
+               "artifact": ArtifactError("results/x: checksum mismatch; delete it to recompute it")}[error]
+
+        def fail(*args, **kwargs):
+            raise exc
+
+        monkeypatch.setattr(experiments, "tabular_artifact", fail)
+        argv, fix = ["tabular", "--scale", "ci"], "delete"
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and fix in err and "Traceback" not in err, err
+
+
+def test_unexpected_errors_keep_their_traceback(monkeypatch):
+    from imitlib import experiments
+
+    def bug(*args, **kwargs):
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(experiments, "tabular_artifact", bug)
+    with pytest.raises(ZeroDivisionError):
+        main(["tabular", "--scale", "ci"])

@@ -5,7 +5,7 @@ chapter and runs it top to bottom; its first cell clones this repository and ins
 that situation as closely as one machine can:
 
 1. a fresh virtual environment (Python 3.12, as Colab has, when this machine has it) holding only ``torch``
-   and ``ipykernel`` -- nothing from ``requirements.txt``, so no myst-nb, no pytest, no Jupyter Book;
+   and ``ipykernel`` 6, as Colab's -- nothing from ``requirements.txt``, so no myst-nb, no pytest, no Jupyter Book;
 2. each chapter executed in that kernel by nbclient, with ``google.colab`` registered (so the install cell's
    guard is true, as in Colab) and the install cell's clone of GitHub replaced by a clone of the local
    checkout (its committed ``HEAD``) into a ``content/book`` folder standing in for ``/content/book``;
@@ -61,9 +61,11 @@ def make_venv(python: str, venv: Path) -> Path:
                              capture_output=True, text=True, check=True).stdout.strip()
     # Python 3.11 here: the CPU build on this machine's disk; any other Python: PyPI's build, CUDA as in Colab
     torch = "torch==2.13.0"
-    print(f"+ {venv}: pip install {torch} ipykernel ({'CPU build' if version == 'True' else 'PyPI build'})",
+    # Colab's kernel is ipykernel 6; 7.x also hangs executors now and then (vscode-jupyter#17410)
+    kernel = "ipykernel<7"
+    print(f"+ {venv}: pip install {torch} '{kernel}' ({'CPU build' if version == 'True' else 'PyPI build'})",
           flush=True)
-    subprocess.run([str(py), "-m", "pip", "install", "--quiet", torch, "ipykernel"], check=True)
+    subprocess.run([str(py), "-m", "pip", "install", "--quiet", torch, kernel], check=True)
     return py
 
 
@@ -101,7 +103,7 @@ def run_chapter(nb: nbformat.NotebookNode, kernel: str, cwd: Path, timeout: int)
         ok, error = False, re.sub(r"\x1b\[[0-9;]*m", "", str(err)).strip().splitlines()[-1]  # no colours
     install = next(c for c in nb.cells if "colab-install" in c.metadata.get("tags", []))
     said = [o.get("text", "") for o in install.get("outputs", []) if o.get("output_type") == "stream"]
-    return ok, error, "".join(said).strip().splitlines()
+    return ok, error, re.sub(r"\x1b\[[0-9;]*m", "", "".join(said)).strip().splitlines()
 
 
 def main() -> int:
@@ -111,7 +113,7 @@ def main() -> int:
     parser.add_argument("--scale", default=os.environ.get("IMITLIB_SCALE", "ci"))
     parser.add_argument("--venv", type=Path, help="reuse this venv (made by an earlier run) instead of a fresh one")
     parser.add_argument("--source", type=Path, default=ROOT, help="the git checkout to clone (default: this one)")
-    parser.add_argument("--timeout", type=int, default=1800, help="seconds per cell")
+    parser.add_argument("--timeout", type=int, default=900, help="seconds per cell (a chapter's slowest ci cell: ~1 min)")
     parser.add_argument("--save", type=Path, help="write the executed notebooks here (to read what a reader sees)")
     args = parser.parse_args()
 

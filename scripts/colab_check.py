@@ -113,7 +113,7 @@ def main() -> int:
     parser.add_argument("--scale", default=os.environ.get("IMITLIB_SCALE", "ci"))
     parser.add_argument("--venv", type=Path, help="reuse this venv (made by an earlier run) instead of a fresh one")
     parser.add_argument("--source", type=Path, default=ROOT, help="the git checkout to clone (default: this one)")
-    parser.add_argument("--timeout", type=int, default=900, help="seconds per cell (a chapter's slowest ci cell: ~1 min)")
+    parser.add_argument("--timeout", type=int, default=900, help="seconds per cell (slowest ci cell: ~1 min)")
     parser.add_argument("--save", type=Path, help="write the executed notebooks here (to read what a reader sees)")
     args = parser.parse_args()
 

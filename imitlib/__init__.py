@@ -1,7 +1,18 @@
 """imitlib: the library behind *You can't imitation-learn how to continual-learn*.
 
-Environments, learners (tabular Q-learning, DQN), history recording, the transformer student and the
-statistics and plots the book's chapters call. Sizes come from :mod:`imitlib.scale`.
+Where things are (data flows down the list: env -> learner -> recorder -> student -> stats -> the page):
+
+- ``envs``: Dark Room (gymnasium), MinAtar and ALE games with explicit settings
+- ``tabular``: batched tabular Q-learning; ``dqn``: deep Q-learning, several seeds in one process
+- ``history``: learning histories on disk and the context windows read back from them
+- ``transformer``: the causal student; ``imitation``: its training and frozen rollouts
+- ``icl``: linear self-attention vs gradient descent; ``probes``: linear probes of activations
+- ``stats``, ``plots``, ``widgets``: intervals across seeds, one figure style, notebook explorers
+- ``scale``: the ci / lab / full sizes; ``artifacts``: stored results with provenance; ``io``: checkpoint errors
+- ``experiments``: each chapter's pipeline (``__init__``) and, per chapter, the numbers and verdicts its prose
+  cites (``tabular``, ``teacher``, ``histories``, ``students``, ``incontext``); ``common``: load or explain
+- ``book``: glue for the prose (with or without myst-nb), tables, provenance, what each chapter loads
+- ``cli``: ``python -m imitlib ...`` runs any pipeline headless
 """
 
 __version__ = "0.1.0"

@@ -1,0 +1,191 @@
+"""Chapter 3's numbers and figures: what a recorded learning history holds, and how it differs from expert data.
+
+The recording pipelines (:func:`imitlib.experiments.darkroom_histories`,
+:func:`~imitlib.experiments.minatar_histories_artifact`) stay in the package's ``__init__``; this module only reads
+what they write, so editing it marks no dataset or artifact stale.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from imitlib import artifacts, book, history, plots
+from imitlib.envs.darkroom import HORIZON, SIZE
+from imitlib.experiments import (
+    ACTION_NAMES,
+    DarkRoomHistories,
+    darkroom_histories,
+    darkroom_histories_config,
+    goal_split,
+    minatar_histories_artifact,
+    teacher_experiment,
+    visitation,
+)
+from imitlib.experiments.common import CLI, load_or_explain
+from imitlib.history import HistoryReader
+from imitlib.scale import Scale
+
+SOURCES = ("knowledge", "epsilon")  # the two Dark Room teachers (see experiments.history_sources), in prose order
+GAMES = {"MinAtar/Breakout-v0": "breakout", "MinAtar/SpaceInvaders-v0": "invaders"}  # env id -> glue-name key
+TITLES = {"breakout": "Breakout", "invaders": "Space Invaders"}  # glue-name key -> figure title
+MINATAR_ACTIONS = ("no-op", "left", "up", "right", "down", "fire")  # MinAtar's full action set, in its order
+GAP_PART = 4  # the gap is read over the first 1/4 of a history: inside the epsilon source's decay (first 40%)
+TENTH = 10  # "first / last tenth" of a history: early and late, yet many episodes each so the means are stable
+SOURCE_POINTS = 50  # smooth Dark Room curves to about 50 points: readable bands without hiding the trend
+GAME_POINTS = 30  # MinAtar records every 10th episode, so fewer points: about 30 per curve
+EPSILON_SCALE = 10  # ε (≤ 1) is drawn ×10 to share an axis with Dark Room returns (0 to ~18)
+TABLE_HEADER = ["dataset", "runs", "recorded episodes", "steps", "bytes per step", "first-10% return",
+                "last-10% return"]
+TABLE_FORMATS = ["", "", ",", ",", ".1f", ".2f", ".2f"]
+
+
+def record_command(env_id: str) -> str:
+    """The command that records a MinAtar game's histories (``{scale}`` left for :func:`load_or_explain`)."""
+    return f"{CLI} record minatar --env {env_id} --scale {{scale}}"
+
+
+def darkroom_readers(scale: Scale) -> tuple[dict[str, DarkRoomHistories], dict[str, HistoryReader],
+                                            dict[str, HistoryReader]]:
+    """Each source's config and readers of its learning histories and expert episodes (recorded first if absent)."""
+    configs = {s: darkroom_histories_config(scale, s) for s in SOURCES}
+    folders = {s: darkroom_histories(cfg, scale) for s, cfg in configs.items()}
+    learning = {s: HistoryReader(f / "learning") for s, f in folders.items()}
+    expert = {s: HistoryReader(f / "expert") for s, f in folders.items()}
+    return configs, learning, expert
+
+
+def held_out_text(goals: np.ndarray, size: int = SIZE) -> str:
+    """Held-out goal cells as the prose lists them: (row, column) pairs."""
+    return ", ".join(str(tuple(divmod(int(g), size))) for g in goals)
+
+
+def dataset_numbers(cfg: DarkRoomHistories, reader: HistoryReader) -> dict[str, Any]:
+    """What the prose cites about the datasets: the goal split and what a recorded step costs on disk."""
+    train, held_out = goal_split(cfg)
+    return {"ch3_train_goals": len(train), "ch3_held_out": held_out_text(held_out),
+            "ch3_bytes_per_step": history.bytes_per_step(reader)}
+
+
+def tenth(n_episodes: int) -> int:
+    """Episodes in a tenth of a history (at least one, so a short history still has a start and an end)."""
+    return max(1, n_episodes // TENTH)
+
+
+def dataset_row(label: str, reader: HistoryReader) -> list[Any]:
+    """One dataset's size and its mean return in the first and last tenth of each history."""
+    runs, returns = history.per_run(reader, history.episode_totals(reader))
+    k = tenth(returns.shape[1])
+    return [label, len(runs), reader.n_episodes, reader.n_steps, history.bytes_per_step(reader),
+            np.nanmean(returns[:, :k]), np.nanmean(returns[:, -k:])]
+
+
+def dataset_table(learning: dict[str, HistoryReader], expert: dict[str, HistoryReader]) -> Any:
+    """The datasets side by side (every source's learning histories and expert episodes) as a book table."""
+    rows = [dataset_row(f"{s} / {kind}", r) for s in learning for kind, r in (("learning", learning[s]),
+                                                                                ("expert", expert[s]))]
+    return book.table(TABLE_HEADER, rows, TABLE_FORMATS)
+
+
+def recording_matches(reader: HistoryReader, behaviour: np.ndarray, every: int) -> bool:
+    """Whether the recorded returns are the re-run learners' play (every ``every``-th episode): same runs."""
+    recorded = history.per_run(reader, history.episode_totals(reader))[1]
+    return bool(np.array_equal(recorded, behaviour[:, ::every]))
+
+
+def greedy_gap(behaviour: np.ndarray, greedy: np.ndarray) -> float:
+    """Greedy minus behaviour return over the first part of the history: what the schedule held back."""
+    part = behaviour.shape[1] // GAP_PART
+    return float(np.mean(greedy[:, :part] - behaviour[:, :part]))
+
+
+def gap_numbers(returns: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, float]:
+    """Each source's early greedy-minus-behaviour gap, under the prose's names."""
+    return {f"ch3_gap_{s}": greedy_gap(behaviour, greedy) for s, (behaviour, greedy) in returns.items()}
+
+
+def plot_source(ax: plt.Axes, behaviour: np.ndarray, greedy: np.ndarray, source: str, legend: bool) -> None:
+    """One source's recorded behaviour return beside the greedy return the recording cannot show."""
+    smooth = max(1, behaviour.shape[1] // SOURCE_POINTS)
+    plots.curve_with_ci(ax, behaviour, label="behaviour (recorded)", color=plots.COLORS["learner"], smooth=smooth)
+    plots.curve_with_ci(ax, greedy, label="greedy policy (not recorded)", color=plots.COLORS["alt"],
+                        smooth=smooth, linestyle="--")
+    plots.label(ax, "episode", "return", f"source: {source}", legend=legend)
+
+
+def plot_actions(ax: plt.Axes, reader: HistoryReader) -> None:
+    """Share of each Dark Room action in each tenth of the recorded episodes."""
+    n_episodes = history.per_run(reader, history.episode_totals(reader))[1].shape[1]
+    edges = np.linspace(0, n_episodes, TENTH + 1).astype(int)
+    shares = history.action_shares(reader, edges, n_actions=len(ACTION_NAMES))
+    ax.stackplot(edges[:-1], shares.T, labels=ACTION_NAMES, step="post")
+    plots.label(ax, "recorded episode", "share of actions", "Actions along the history")
+
+
+def plot_return_and_epsilon(ax: plt.Axes, reader: HistoryReader) -> None:
+    """Mean recorded return and exploration rate per recorded episode, across runs."""
+    _, eps = history.per_run(reader, history.episode_totals(reader, "epsilon") / HORIZON)
+    _, returns = history.per_run(reader, history.episode_totals(reader))
+    ax.plot(np.nanmean(returns, 0), color=plots.COLORS["learner"], label="mean return")
+    ax.plot(EPSILON_SCALE * np.nanmean(eps, 0), color=plots.COLORS["alt"], label=f"{EPSILON_SCALE} × ε")
+    plots.label(ax, "recorded episode", "value", "Return and exploration")
+
+
+def visitation_maps(learning: HistoryReader, expert: HistoryReader, runs: np.ndarray) -> dict[str, np.ndarray]:
+    """Where the agent goes early and late in its learning history, and in expert episodes, as 9 × 9 grids."""
+    n_ep = learning.run_episodes(int(runs[0]))
+    k = tenth(n_ep)
+    maps = {"learning: first 10%": visitation(learning, runs, 0, k),
+            "learning: last 10%": visitation(learning, runs, n_ep - k, n_ep),
+            "expert": visitation(expert, runs, 0, 1)}
+    return {name: m.reshape(SIZE, SIZE) for name, m in maps.items()}
+
+
+def run_paths(reader: HistoryReader, run: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every recorded episode of one run: the cells it walked ``(episodes, steps)`` and its return."""
+    episodes = [reader.window(run, i, 1) for i in range(reader.run_episodes(run))]
+    return np.stack([e["obs"][:, 0] for e in episodes]), np.array([e["reward"].sum() for e in episodes])
+
+
+def load_game(scale: Scale, env_id: str) -> artifacts.Artifact | None:
+    """The summary of a MinAtar game's recorded histories, or None (and the command that records it)."""
+    exp = teacher_experiment(scale, env_id)
+    return load_or_explain(lambda: minatar_histories_artifact(exp, scale), scale, record_command(env_id))
+
+
+def plot_game_history(axes: Any, mh: artifacts.Artifact, title: str) -> None:
+    """Return, episode length and ε along a game's learning history (three axes), against expert episodes."""
+    common = np.isfinite(mh["learning/return"]).all(0)  # episodes every seed reached (seeds play different numbers)
+    x = mh["learning/episode"][0, common]
+    for ax, part, ylabel in zip(axes, ("return", "length", "epsilon"), ("return", "steps per episode", "ε"),
+                                strict=True):
+        plots.curve_with_ci(ax, mh[f"learning/{part}"][:, common], x=x, label="learning history",
+                            color=plots.COLORS["teacher"], smooth=max(1, x.size // GAME_POINTS))
+        if part != "epsilon":
+            plots.reference_line(ax, float(np.nanmean(mh[f"expert/{part}"])), label="expert episodes",
+                                 role="optimal")
+        plots.label(ax, "episode of the learning history", ylabel, f"{title}: {part}", legend=part == "return")
+
+
+def plot_game_actions(ax: plt.Axes, mh: artifacts.Artifact, title: str) -> None:
+    """Share of each MinAtar action in bins of a game's learning history."""
+    edges = mh["learning/action_edges"]
+    ax.stackplot(edges[:-1], mh["learning/action_shares"].T, labels=MINATAR_ACTIONS, step="post")
+    plots.label(ax, "episode of the learning history", "share of actions", f"{title}: actions along the history")
+
+
+def game_numbers(shown: dict[str, artifacts.Artifact]) -> dict[str, Any]:
+    """What the prose cites per game; NaN or "(not recorded)" where a game is missing, so the text says so."""
+    out: dict[str, Any] = {}
+    for key in GAMES.values():
+        mh = shown.get(key)
+        for part in ("learning", "expert"):
+            out[f"ch3_{key}_{part}_bytes"] = float(mh[f"{part}/bytes"] / mh[f"{part}/steps"]) if mh else np.nan
+            out[f"ch3_{key}_{part}_steps"] = f"{int(mh[f'{part}/steps']):,}" if mh else "(not recorded)"
+        k = tenth(mh["learning/return"].shape[1]) if mh else 1
+        out[f"ch3_{key}_early"] = float(np.nanmean(mh["learning/return"][:, :k])) if mh else np.nan
+        out[f"ch3_{key}_late"] = float(np.nanmean(mh["learning/return"][:, -k:])) if mh else np.nan
+        out[f"ch3_{key}_expert"] = float(np.nanmean(mh["expert/return"])) if mh else np.nan
+    return out

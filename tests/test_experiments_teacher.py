@@ -1,0 +1,121 @@
+"""Chapter 2's numbers and figures: what the prose cites, the strips of play, and the missing full-scale note."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+
+from imitlib import dqn
+from imitlib.artifacts import Artifact
+from imitlib.envs import game_spec
+from imitlib.experiments import teacher, teacher_experiment
+from imitlib.scale import get_scale
+
+EXP = teacher_experiment(get_scale("ci"))  # a config only: nothing is trained
+
+
+def artifact(**arrays) -> Artifact:
+    return Artifact(data={k: np.asarray(v) for k, v in arrays.items()}, provenance={}, path=None, loaded=False)
+
+
+def curves_artifact() -> Artifact:
+    """Two seeds; the second has no finished episode in the last training bin, so that bin is not shown."""
+    return artifact(train_steps=[10, 20, 30, 40], train_returns=[[1.0, 2.0, 3.0, 4.0], [3.0, 4.0, 5.0, np.nan]],
+                    eval_steps=[20, 40], eval_means=[[0.0, 1.0], [0.0, 3.0]], env_steps=3000, wall_seconds=120.0,
+                    loss_steps=[10, 20, 30], mean_q=[[0.1, 0.2, 0.3], [0.2, 0.3, 0.4]], snapshot_steps=[10, 40])
+
+
+def test_frame_picks_spread_over_the_whole_episode():
+    picks = teacher.frame_picks(100)
+    assert len(picks) == teacher.STRIP_FRAMES and picks[0] == 0 and picks[-1] == 99
+    assert np.all(np.diff(picks) > 0)
+    assert teacher.frame_picks(3, count=3).tolist() == [0, 1, 2]
+
+
+def test_strip_is_one_rgb_image_per_pick():
+    frames = np.random.default_rng(0).integers(0, 2, size=(12, 10, 10, 4)).astype(bool)
+    assert teacher.strip(frames, np.array([0, 5, 11])).shape == (3, 10, 10, 3)
+
+
+def test_settings_leave_out_what_is_unset():
+    shown = teacher.settings(EXP)
+    assert shown["env_id"] == EXP.dqn.env_id and shown["steps"] == EXP.dqn.steps
+    assert "channels" not in shown and None not in shown.values()
+
+
+def test_random_numbers_are_the_mean_score():
+    assert teacher.random_numbers(np.array([0.0, 1.0, 2.0])) == {"ch2_random": 1.0}
+
+
+def test_finished_bins_need_every_seed():
+    assert teacher.finished_bins(curves_artifact()["train_returns"]).tolist() == [True, True, True, False]
+
+
+def test_learning_numbers_read_the_last_finished_bin_and_the_last_evaluation():
+    nums = teacher.learning_numbers(curves_artifact(), EXP)
+    assert nums["ch2_steps"] == "3,000" and nums["ch2_seeds"] == len(EXP.seeds) == 2
+    assert nums["ch2_train"] == 4.0  # bin 30: (3 + 5) / 2; bin 40 is not finished by seed 2
+    assert nums["ch2_eval"].startswith("2.00 (95% CI ")
+    assert nums["ch2_minutes"] == 2.0 and nums["ch2_rate"] == 50.0  # 3000 steps x 2 seeds / 120 s
+    assert nums["ch2_paper"] == 10.0
+
+
+def test_eval_line_gives_the_interval_and_every_seed():
+    line = teacher.eval_line(curves_artifact())
+    assert line.startswith("evaluation return after 3,000 steps: 2.00 [") and line.endswith("per seed [1. 3.]")
+
+
+def test_drift_text_and_change_numbers():
+    drift = {"conv": np.array([0.0, 1.6]), "Q head": np.array([0.0, 0.024])}
+    assert teacher.drift_text(drift) == "conv 160%, Q head 2%"
+    nums = teacher.change_numbers(drift, np.array([2.5, 1.0, 18.0]))
+    assert nums == {"ch2_q_first": 2.5, "ch2_q_last": 18.0, "ch2_drift": "conv 160%, Q head 2%"}
+
+
+def test_learning_figure_shows_both_curves_and_both_references():
+    fig, ax = plt.subplots()
+    teacher.plot_learning(ax, curves_artifact(), EXP, random_mean=0.5)
+    labels = [line.get_label() for line in ax.lines]
+    assert labels == ["training episodes (n=2)", "evaluation (ε=0.05) (n=2)", "random policy",
+                      "MinAtar paper DQN, 5M frames"]
+    assert ax.lines[0].get_xdata().tolist() == [10, 20, 30], "the unfinished bin is left out"
+    plt.close(fig)
+
+
+def test_drift_and_value_figures():
+    art = curves_artifact()
+    fig, (a, b) = plt.subplots(1, 2)
+    teacher.plot_drift(a, art["snapshot_steps"], {"conv": np.array([0.0, 1.0]), "Q head": np.array([0.0, 2.0])})
+    teacher.plot_values(b, art, np.array([1.0, 2.0]))
+    assert [line.get_label() for line in a.lines] == ["conv", "Q head"]
+    assert len(b.lines) == 2 and len(b.collections) == 1, "probe values, and Q of actions taken with its band"
+    plt.close(fig)
+
+
+def test_snapshot_rows_play_each_kept_snapshot():
+    spec = game_spec(EXP.dqn.env_id)
+    weights = dqn.StackedNet(lambda: dqn.make_network(EXP.dqn, spec), [0]).state_dict()
+    art = artifact(snapshot_steps=[100, 2000],
+                   **{f"snapshots/{k}": np.stack([v[0].numpy()] * 2) for k, v in weights.items()})
+    rows = teacher.snapshot_rows(art, EXP, spec, seed=7)
+    labels = list(rows)
+    assert labels[0].startswith("100 steps\nscore ") and labels[1].startswith("2,000 steps\nscore ")
+    assert all(r.shape == (teacher.STRIP_FRAMES, 10, 10, 3) for r in rows.values())
+
+
+def test_full_scale_artifact_is_none_and_says_how_when_not_stored(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("IMITLIB_RESULTS", str(tmp_path))
+    assert teacher.full_scale_artifact() is None
+    out = capsys.readouterr().out
+    assert "not computed yet at full scale" in out and "`python -m imitlib teacher --scale full`" in out
+
+
+def test_ale_figure_has_ours_and_cleanrl():
+    fig, ax = plt.subplots()
+    teacher.plot_ale(ax, artifact(eval_steps=[1e6, 2e6], eval_means=[[1.0, 50.0]]))
+    assert [line.get_label() for line in ax.lines] == ["ours", "CleanRL (published)"]
+    assert ax.lines[1].get_ydata().tolist() == pytest.approx([100.0, 300.0, 366.9])
+    plt.close(fig)

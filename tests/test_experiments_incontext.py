@@ -68,16 +68,9 @@ def test_main_tests_are_ad_and_ed_with_and_without_a_prompt():
     assert list(incontext.ablation_tests(CI)) == list(experiments.ABLATIONS)
 
 
-def test_load_tests_leaves_out_what_is_not_stored_and_names_its_command(monkeypatch, capsys):
+def test_load_tests_leaves_out_what_is_not_stored_and_names_its_command(monkeypatch, capsys, fake_load_or_explain):
     stored = students(np.ones(4))
-
-    def load(get, scale, command):
-        if "--part main" in command:
-            return stored
-        print(f"not computed yet: run `{command}`")
-        return None
-
-    monkeypatch.setattr(incontext, "load_or_explain", load)
+    monkeypatch.setattr(incontext, "load_or_explain", fake_load_or_explain("--part main", stored))
     tests = {"AD": incontext.main_tests(CI)["AD"], "epsilon source": experiments.ablation_test(CI, "epsilon source")}
     assert incontext.load_tests(tests, CI) == {"AD": stored}
     assert '--ablation "epsilon source"' in capsys.readouterr().out

@@ -61,17 +61,10 @@ def test_student_configs_are_ed_then_ad_with_the_same_model():
     assert configs["ED"].student.model == configs["AD"].student.model
 
 
-def test_load_students_leaves_out_a_kind_that_is_not_stored(monkeypatch, capsys):
+def test_load_students_leaves_out_a_kind_that_is_not_stored(monkeypatch, capsys, fake_load_or_explain):
     lab = get_scale("lab")
     stored = students_artifact(1.0)
-
-    def load(get, scale, command):
-        if "--kind ad" in command:
-            return stored
-        print(f"not computed yet: run `{command}`")
-        return None
-
-    monkeypatch.setattr(students, "load_or_explain", load)
+    monkeypatch.setattr(students, "load_or_explain", fake_load_or_explain("--kind ad", stored))
     arts = students.load_students(lab, students.student_configs(lab))
     assert arts == {"AD": stored}
     assert "--kind ed" in capsys.readouterr().out

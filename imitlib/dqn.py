@@ -41,7 +41,7 @@ import torch
 from torch import nn
 
 from imitlib.artifacts import atomic_write_bytes
-from imitlib.envs.games import GameSpec, game_spec, make_vec_env
+from imitlib.envs.games import MINATAR_CHANNELS, GameSpec, game_spec, make_vec_env
 from imitlib.io import CheckpointMismatchError
 
 CHECKPOINT = "checkpoint.pt"
@@ -71,7 +71,7 @@ class DQNConfig:
     clip_rewards: bool = True  # learn from sign(reward); raw scores are always what is logged
     life_loss_terminal: bool = True  # ALE: a lost life ends bootstrapping (the game goes on)
     full_action_space: bool = False  # ALE: all 18 actions, so networks transplant between games
-    channels: int | None = None  # MinAtar: zero-pad object channels to this many
+    channels: int = MINATAR_CHANNELS  # MinAtar: object channels, zero-padded (10: every game in one space)
     sticky: float | None = None  # None: the game family's default (MinAtar 0.1, ALE 0.25)
     segment_steps: int = 50_000  # environment steps per segment (evaluation + checkpoint at its end)
     eval_episodes: int = 10

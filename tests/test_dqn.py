@@ -11,9 +11,10 @@ from imitlib.dqn import (
     load_q_network,
     make_network,
     nature_cnn,
+    preprocess,
     train,
 )
-from imitlib.envs import game_spec
+from imitlib.envs import game_spec, make_vec_env
 
 TINY = DQNConfig(steps=600, segment_steps=200, learning_starts=100, buffer_size=1000, batch_size=8,
                  train_every=2, target_every=50, eps_decay_steps=300, eval_episodes=2)
@@ -26,7 +27,7 @@ def weights(run):
 def test_stacked_net_equals_separate_networks():
     spec = game_spec("MinAtar/Breakout-v0")
     stacked = StackedNet(lambda: make_network(TINY, spec), [3, 4])
-    x = torch.rand(2, 5, 4, 10, 10)
+    x = torch.rand(2, 5, spec.in_channels, 10, 10)
     out = stacked(x)
     for s, seed in enumerate([3, 4]):
         torch.manual_seed(seed)
@@ -59,14 +60,25 @@ def test_same_seed_same_run_different_seed_different_run():
 def test_mismatched_checkpoint_is_refused(tmp_path):
     train(TINY, [0], run_dir=tmp_path, progress=False, stop_after_segments=1)
     other_game = DQNConfig(**{**TINY.__dict__, "env_id": "MinAtar/SpaceInvaders-v0"})
-    with pytest.raises(CheckpointMismatchError, match=r"obs shape \(10, 10, 4\) in the checkpoint vs \(10, 10, 6\)"):
+    with pytest.raises(CheckpointMismatchError, match="env_id: 'MinAtar/Breakout-v0' vs 'MinAtar/SpaceInvaders-v0'"):
         train(other_game, [0], run_dir=tmp_path, progress=False)
     with pytest.raises(CheckpointMismatchError, match="seeds"):
         train(TINY, [1], run_dir=tmp_path, progress=False)
     with pytest.raises(CheckpointMismatchError, match="6 actions"):
         load_q_network(tmp_path / "checkpoint.pt", game_spec("ALE/Breakout-v5"))
     net = load_q_network(tmp_path / "checkpoint.pt", game_spec("MinAtar/Breakout-v0"))
-    assert net(torch.zeros(1, 4, 10, 10)).shape == (1, 6)
+    assert net(torch.zeros(1, 10, 10, 10)).shape == (1, 6)
+
+
+def test_a_breakout_network_reads_space_invaders(tmp_path):
+    """The shared 10-channel space: a Breakout teacher loads for Space Invaders and acts on its frames."""
+    train(TINY, [0], run_dir=tmp_path, progress=False, stop_after_segments=1)
+    invaders = game_spec("MinAtar/SpaceInvaders-v0")
+    net = load_q_network(tmp_path / "checkpoint.pt", invaders)
+    obs, _ = make_vec_env(invaders.env_id, 3).reset(seed=[0, 1, 2])
+    assert net(preprocess(invaders, torch.as_tensor(obs))).shape == (3, 6)
+    with pytest.raises(CheckpointMismatchError, match="channels so the shapes match"):
+        load_q_network(tmp_path / "checkpoint.pt", game_spec(invaders.env_id, channels=6))
 
 
 def test_damaged_checkpoint_is_refused(tmp_path):
@@ -105,14 +117,14 @@ def test_minatar_frames_are_bit_packed_and_round_trip():
     spec = game_spec("MinAtar/Breakout-v0")
     buf = ReplayBuffer(spec, n_seeds=2, num_envs=1, capacity=8)
     rng = np.random.default_rng(0)
-    frames = rng.random((3, 2, 1, 10, 10, 4)) > 0.7
+    frames = rng.random((3, 2, 1, *spec.frame_shape)) > 0.7  # (10, 10, 10): 1,000 bits
     for f in frames:
         buf.add(f, np.zeros((2, 1)), np.zeros((2, 1)), np.zeros((2, 1), bool), np.zeros((2, 1), bool),
                 np.ones((2, 1), bool))
-    assert buf.frames.shape[-1] == 50
+    assert buf.frames.shape[-1] == 125
     np.testing.assert_array_equal(buf._stacks(1, np.array([0]), np.array([1]))[0], frames[1, 1, 0])
     batch = buf.sample(4, [np.random.default_rng(1), np.random.default_rng(2)])
-    assert batch["obs"].shape == (2, 4, 10, 10, 4) and batch["next_obs"].dtype == bool
+    assert batch["obs"].shape == (2, 4, 10, 10, 10) and batch["next_obs"].dtype == bool
 
 
 def test_bad_config_is_refused():

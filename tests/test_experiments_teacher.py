@@ -43,7 +43,7 @@ def test_strip_is_one_rgb_image_per_pick():
 def test_settings_leave_out_what_is_unset():
     shown = teacher.settings(EXP)
     assert shown["env_id"] == EXP.dqn.env_id and shown["steps"] == EXP.dqn.steps
-    assert "channels" not in shown and None not in shown.values()
+    assert shown["channels"] == 10 and None not in shown.values()
 
 
 def test_random_numbers_are_the_mean_score():

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from imitlib.envs import ENV_IDS, game_spec, make_vec_env
+from imitlib.envs.games import MINATAR_GAMES
 
 
 def test_unknown_id_lists_the_valid_ones():
@@ -9,12 +10,19 @@ def test_unknown_id_lists_the_valid_ones():
         make_vec_env("ALE/Pong-v5", 1)
 
 
-def test_minatar_games_share_the_six_action_space():
-    breakout, invaders = game_spec("MinAtar/Breakout-v0"), game_spec("MinAtar/SpaceInvaders-v0")
-    assert breakout.n_actions == invaders.n_actions == 6
-    assert breakout.frame_shape == (10, 10, 4) and invaders.frame_shape == (10, 10, 6)
-    padded = game_spec("MinAtar/Breakout-v0", channels=6)
-    assert padded.frame_shape == invaders.frame_shape
+def test_every_minatar_game_shares_one_observation_and_action_space():
+    specs = [game_spec(g) for g in MINATAR_GAMES]
+    assert {s.frame_shape for s in specs} == {(10, 10, 10)} and {s.n_actions for s in specs} == {6}
+    assert game_spec("MinAtar/Breakout-v0", channels=4).frame_shape == (10, 10, 4), "the game's own channels"
+    with pytest.raises(ValueError, match="fewer than the game's 6"):
+        game_spec("MinAtar/SpaceInvaders-v0", channels=4)
+
+
+def test_padding_keeps_the_game_and_adds_empty_channels():
+    own, _ = make_vec_env("MinAtar/SpaceInvaders-v0", 1, channels=6).reset(seed=[3])
+    padded, _ = make_vec_env("MinAtar/SpaceInvaders-v0", 1).reset(seed=[3])
+    np.testing.assert_array_equal(padded[..., :6], own)
+    assert not padded[..., 6:].any()
 
 
 def test_minatar_vector_env_is_seeded_and_autoresets_in_the_same_step():
@@ -22,7 +30,7 @@ def test_minatar_vector_env_is_seeded_and_autoresets_in_the_same_step():
     a, _ = envs.reset(seed=[1, 2])
     b, _ = make_vec_env("MinAtar/Breakout-v0", 2).reset(seed=[1, 2])
     np.testing.assert_array_equal(a, b)
-    assert a.dtype == bool and a.shape == (2, 10, 10, 4)
+    assert a.dtype == bool and a.shape == (2, 10, 10, 10)
     rng = np.random.default_rng(0)
     for _ in range(500):
         _, _, terminated, _, info = envs.step(rng.integers(6, size=2))

@@ -193,7 +193,7 @@ def test_dqn_recorder_writes_the_episodes_the_learner_played(tmp_path):
 
     cfg = DQNConfig(steps=400, segment_steps=200, learning_starts=100, buffer_size=1000, batch_size=8,
                     train_every=2, target_every=50, eps_decay_steps=300, eval_episodes=1)
-    writer = HistoryWriter(tmp_path / "h", obs_kind="minatar", obs_shape=(10, 10, 4), n_actions=6)
+    writer = HistoryWriter(tmp_path / "h", obs_kind="minatar", obs_shape=(10, 10, 10), n_actions=6)
     recorder = DQNRecorder(writer, run_ids=[7, 8], every=2)
     run = train(cfg, [0, 1], hooks=Hooks(on_step=recorder.on_step), progress=False)
     writer.close()
@@ -205,7 +205,7 @@ def test_dqn_recorder_writes_the_episodes_the_learner_played(tmp_path):
     assert complete, "some recorded episodes ended by losing the ball"
     ended = {(step, ret) for step, ret, _ in finished}
     assert all(any(ret == float(e["reward"].sum()) for _, ret in ended) for e in complete)
-    assert reader.episode(0)["obs"].shape[1] == 50, "bit-packed MinAtar frames"
+    assert reader.episode(0)["obs"].shape[1] == 125, "bit-packed MinAtar frames (10 x 10 x 10 bits)"
 
 
 def test_episode_totals_and_per_run(tmp_path):

@@ -88,9 +88,9 @@ def test_darkroom_rollout_is_deterministic_and_the_cache_changes_nothing():
 
 def test_game_rollout_on_minatar_counts_episodes_and_agreement():
     torch.manual_seed(0)
-    model = Student(TransformerConfig(obs_kind="minatar", obs_shape=(10, 10, 4), n_actions=6, block_size=16,
+    model = Student(TransformerConfig(obs_kind="minatar", obs_shape=(10, 10, 10), n_actions=6, block_size=16,
                                       n_layer=1, n_embd=32)).eval()
-    teacher = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(400, 6))
+    teacher = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(1000, 6))
     out = game_rollout(model, "MinAtar/Breakout-v0", num_envs=2, episodes=2, context_steps=16, seed=0, teacher=teacher)
     again = game_rollout(model, "MinAtar/Breakout-v0", num_envs=2, episodes=2, context_steps=16, seed=0,
                          use_cache=False)

@@ -4,10 +4,12 @@ Both kinds are returned as gymnasium vector environments with ``autoreset_mode=S
 ends, ``step`` returns the first observation of the next one. A learner never needs the final observation
 here: terminated transitions do not bootstrap, and time-limit truncations are simply not replayed.
 
-* **MinAtar** (Young & Tian 2019; pure Python): ``MinAtar/<Game>-v0`` keeps all 6 actions in every game, so
-  Breakout and Space Invaders share one action space. Observations are bool ``(10, 10, C)`` (C = 4 for
-  Breakout, 6 for Space Invaders); ``channels=`` zero-pads them to a common C for transplants. Sticky actions
-  0.1 (the MinAtar paper's setting); episodes are truncated at 10,000 steps.
+* **MinAtar** (Young & Tian 2019; pure Python): ``MinAtar/<Game>-v0`` keeps all 6 actions in every game, in
+  the same order. Each game has its own number of object channels (Breakout 4, Space Invaders 6, Asterix 4,
+  Freeway 7, Seaquest 10), so by default every game's observation is zero-padded to the same bool
+  ``(10, 10, 10)``: one observation and action space, in which any network or student can move between games
+  (``channels=`` pads to another count, or to the game's own). Sticky actions 0.1 (the MinAtar paper's
+  setting); episodes are truncated at 10,000 steps.
 * **ALE** (ale-py's threaded C++ ``AtariVectorEnv``): 84x84 grey frames, 4 stacked, frameskip 4 with max
   pooling, up to 30 no-ops at reset, FIRE on reset, sticky actions 0.25 unless told otherwise, optional full
   18-action space. Rewards come back **raw** (unclipped): the learner clips them for its targets and logs raw
@@ -22,10 +24,12 @@ from dataclasses import dataclass
 import gymnasium as gym
 import numpy as np
 
-MINATAR_GAMES = {"MinAtar/Breakout-v0": "breakout", "MinAtar/SpaceInvaders-v0": "space_invaders"}
+MINATAR_GAMES = {"MinAtar/Breakout-v0": "breakout", "MinAtar/SpaceInvaders-v0": "space_invaders",
+                 "MinAtar/Asterix-v0": "asterix", "MinAtar/Freeway-v0": "freeway", "MinAtar/Seaquest-v0": "seaquest"}
 ALE_GAMES = {"ALE/Breakout-v5": "breakout", "ALE/SpaceInvaders-v5": "space_invaders"}
 ENV_IDS = (*MINATAR_GAMES, *ALE_GAMES)
 MINATAR_MAX_STEPS = 10_000
+MINATAR_CHANNELS = 10  # Seaquest's object channels, the most of any MinAtar game: the shared observation space
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,7 @@ class PadChannels(gym.ObservationWrapper):
 
 
 def _minatar_env(env_id: str, sticky: float, channels: int | None) -> gym.Env:
+    """One MinAtar game, its object channels zero-padded to ``channels`` (None: the shared 10)."""
     import minatar.gym
 
     if env_id not in gym.registry:
@@ -79,7 +84,8 @@ def _minatar_env(env_id: str, sticky: float, channels: int | None) -> gym.Env:
         warnings.simplefilter("ignore", DeprecationWarning)
         env = gym.make(env_id, sticky_action_prob=sticky, max_episode_steps=MINATAR_MAX_STEPS,
                        disable_env_checker=True)
-    return PadChannels(env, channels) if channels else env
+    channels = MINATAR_CHANNELS if channels is None else channels
+    return PadChannels(env, channels) if channels != env.observation_space.shape[-1] else env
 
 
 def make_vec_env(

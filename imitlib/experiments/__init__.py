@@ -26,6 +26,7 @@ import imitlib.tabular
 import imitlib.transformer
 from imitlib import artifacts
 from imitlib.envs.darkroom import HORIZON, SIZE, optimal_return, random_policy_return
+from imitlib.envs.games import MINATAR_GAMES
 from imitlib.scale import Scale
 from imitlib.tabular import QLearningConfig, q_learning
 
@@ -174,6 +175,9 @@ def reach_summary(episodes: np.ndarray) -> str:
 # Chapter 2: the DQN teacher
 
 
+RECORD_EVERY = 10  # chapter 3 keeps every 10th episode of a MinAtar teacher's learning
+
+
 @dataclass(frozen=True)
 class TeacherExperiment:
     """Chapter 2's experiment: one DQN per seed on one game, trained together."""
@@ -200,11 +204,13 @@ def snapshot_segments(n_segments: int, count: int = 6) -> list[int]:
     return sorted({round(x) for x in np.geomspace(1, n_segments, count)})
 
 
-def run_teacher(exp: TeacherExperiment, run_dir: Path | None = None, progress: bool = True) -> dict[str, np.ndarray]:
+def run_teacher(exp: TeacherExperiment, run_dir: Path | None = None, progress: bool = True,
+                on_step: Any = None) -> dict[str, np.ndarray]:
     """Train the teachers (resuming from ``run_dir``) and return their metrics and final weights as arrays.
 
     The first seed's weights are also kept after a few log-spaced segments (in ``run_dir/snapshots`` while
     training), so the book can show the teacher playing, and its Q-values, at several points of training.
+    ``on_step`` (a recorder's hook) sees every step; it does not change what is learned.
     """
     n_segments = -(-exp.dqn.steps // exp.dqn.segment_steps)
     keep = snapshot_segments(n_segments)
@@ -221,7 +227,7 @@ def run_teacher(exp: TeacherExperiment, run_dir: Path | None = None, progress: b
             artifacts.atomic_write_bytes(snap_dir / f"{run.state.env_steps:010d}.pt", lambda f: torch.save(weights, f))
 
     run = imitlib.dqn.train(exp.dqn, exp.seeds, run_dir=run_dir, progress=progress,
-                            hooks=imitlib.dqn.Hooks(on_segment=on_segment))
+                            hooks=imitlib.dqn.Hooks(on_step=on_step, on_segment=on_segment))
     if snap_dir and snap_dir.exists():  # snapshots written before an interruption
         for path in sorted(snap_dir.glob("*.pt")):
             blob = torch.load(path, map_location="cpu", weights_only=True)
@@ -247,18 +253,40 @@ def run_teacher(exp: TeacherExperiment, run_dir: Path | None = None, progress: b
     out["snapshot_steps"] = np.array(sorted(snapshots))
     for name in run.q.online.state_dict():
         out[f"snapshots/{name}"] = np.stack([snapshots[k][name] for k in sorted(snapshots)])
+    out["_run"] = run  # type: ignore[assignment]  # for a recorder's expert episodes; dropped before storing
     return out
 
 
 def teacher_artifact(exp: TeacherExperiment, scale: Scale, progress: bool = True) -> artifacts.Artifact:
     """Chapter 2's teachers: stored ones if present, else trained (resumably, under ``runs/``) and stored."""
-    name = f"ch02_teacher_{exp.dqn.env_id.replace('/', '_')}"
+    name = _teacher_name(exp)
     key = artifacts.config_hash(name, exp, scale.name)
     run_dir = artifacts.results_root().parent / "runs" / f"{name}-{scale.name}-{key}"
-    return artifacts.cached(
-        name, exp, lambda: run_teacher(exp, None if scale.name == "ci" else run_dir, progress=progress),
-        scale=scale.name, code=TEACHER_CODE,
-    )
+
+    def compute() -> dict[str, np.ndarray]:
+        recorded = _record_teacher(exp, scale, progress=progress) if exp.dqn.env_id in MINATAR_GAMES else None
+        out = recorded or run_teacher(exp, None if scale.name == "ci" else run_dir, progress=progress)
+        return {k: v for k, v in out.items() if k != "_run"}
+
+    return artifacts.cached(name, exp, compute, scale=scale.name, code=TEACHER_CODE)
+
+
+def _teacher_name(exp: TeacherExperiment) -> str:
+    return f"ch02_teacher_{exp.dqn.env_id.replace('/', '_')}"
+
+
+def _record_teacher(exp: TeacherExperiment, scale: Scale, every: int = RECORD_EVERY,
+                    progress: bool = True) -> dict[str, np.ndarray] | None:
+    """Train once for chapters 2 and 3: record the histories while the teachers learn and return the teachers'
+    arrays, or None when the dataset was already recorded (then nothing is trained here)."""
+    out: dict[str, dict[str, np.ndarray]] = {}
+
+    def record(folder: Path) -> dict[str, Any]:
+        timings, out["teacher"] = record_minatar(exp, folder, every=every, progress=progress)
+        return timings
+
+    recorded_dataset(_minatar_dataset_name(exp, every), exp, scale, record)
+    return out.get("teacher")
 
 
 def teacher_network(art: artifacts.Artifact, exp: TeacherExperiment, seed_index: int = 0,
@@ -319,7 +347,8 @@ TEACHER_CODE = (
     imitlib.dqn.DQNConfig, imitlib.dqn.StackedNet, imitlib.dqn.StackedQ, imitlib.dqn.ReplayBuffer, imitlib.dqn.train,
     imitlib.dqn._run_segment, imitlib.dqn._update, imitlib.dqn.td_loss, imitlib.dqn.act, imitlib.dqn.evaluate,
     imitlib.dqn.minatar_net, imitlib.dqn.nature_cnn, imitlib.dqn.preprocess, imitlib.envs.games.make_vec_env,
-    imitlib.envs.games._minatar_env, teacher_experiment, run_teacher, snapshot_segments,
+    imitlib.envs.games._minatar_env, imitlib.envs.games.PadChannels, teacher_experiment, run_teacher,
+    snapshot_segments,
 )
 
 
@@ -449,10 +478,25 @@ def darkroom_histories(cfg: DarkRoomHistories, scale: Scale) -> Path:
                             lambda folder: record_darkroom(cfg, folder))
 
 
-def minatar_histories(exp: TeacherExperiment, scale: Scale, every: int = 10) -> Path:
-    """A MinAtar teacher dataset folder (``learning/``, ``expert/``), recorded first if absent (a full training)."""
-    name = f"{exp.dqn.env_id.replace('/', '_')}-every{every}"
-    return recorded_dataset(name, exp, scale, lambda folder: record_minatar(exp, folder, every=every))
+def _minatar_dataset_name(exp: TeacherExperiment, every: int) -> str:
+    return f"{exp.dqn.env_id.replace('/', '_')}-every{every}"
+
+
+def minatar_histories(exp: TeacherExperiment, scale: Scale, every: int = RECORD_EVERY) -> Path:
+    """A MinAtar teacher dataset folder (``learning/``, ``expert/``), recorded first if absent (a full training).
+
+    Recording trains the teachers, so chapter 2's artifact is stored from the same run when it is missing."""
+    teacher: dict[str, dict[str, np.ndarray]] = {}
+
+    def record(folder: Path) -> dict[str, Any]:
+        timings, teacher["arrays"] = record_minatar(exp, folder, every=every)
+        return timings
+
+    folder = recorded_dataset(_minatar_dataset_name(exp, every), exp, scale, record)
+    if teacher and every == RECORD_EVERY and not artifacts.is_stored(_teacher_name(exp), exp, scale.name):
+        arrays = {k: v for k, v in teacher["arrays"].items() if k != "_run"}
+        artifacts.cached(_teacher_name(exp), exp, lambda: arrays, scale=scale.name, code=TEACHER_CODE)
+    return folder
 
 
 def summarise_history(reader: Any, bins: int = 10) -> dict[str, np.ndarray]:
@@ -516,13 +560,13 @@ def visitation(reader: Any, runs: np.ndarray, first: int, last: int, size: int =
     return counts / max(counts.sum(), 1)
 
 
-def record_minatar(exp: TeacherExperiment, folder: Path, every: int = 10, expert_episodes: int = 20,
-                   expert_epsilon: float = 0.05, progress: bool = True) -> dict[str, Any]:
+def record_minatar(exp: TeacherExperiment, folder: Path, every: int = RECORD_EVERY, expert_episodes: int = 20,
+                   expert_epsilon: float = 0.05, progress: bool = True,
+                   ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Train the teachers with a recorder attached (every ``every``-th episode of each seed goes to
     ``folder/learning``), then record ``expert_episodes`` per seed of each final teacher in ``folder/expert``.
-
-    Training is deterministic, so these are the same teachers ``teacher_artifact`` trains with the same
-    experiment; the history is recorded while they learn rather than reconstructed afterwards.
+    Returns the timings and the teachers' arrays (as :func:`run_teacher` gives them): one run serves both
+    chapter 2 and chapter 3.
     """
     import time
 
@@ -537,8 +581,8 @@ def record_minatar(exp: TeacherExperiment, folder: Path, every: int = 10, expert
         for i, seed in enumerate(exp.seeds):
             writer.set_run(i, game=exp.dqn.env_id, seed=seed)
         recorder = DQNRecorder(writer, range(len(exp.seeds)), every=every)
-        run = imitlib.dqn.train(exp.dqn, exp.seeds, hooks=imitlib.dqn.Hooks(on_step=recorder.on_step),
-                                progress=progress)
+        teacher = run_teacher(exp, progress=progress, on_step=recorder.on_step)
+        run = teacher["_run"]
     learning_seconds = time.perf_counter() - start
     with HistoryWriter(folder / "expert", obs_kind=spec.kind, obs_shape=spec.obs_shape, n_actions=spec.n_actions,
                        mode="overwrite", meta={**meta, "expert_epsilon": expert_epsilon}) as writer:
@@ -552,7 +596,7 @@ def record_minatar(exp: TeacherExperiment, folder: Path, every: int = 10, expert
                 writer.add(Episode(run=i, episode=k, obs=DQNRecorder.encode(frames), action=actions,
                                    reward=rewards, terminated=np.arange(t) == t - 1, truncated=np.zeros(t, bool),
                                    update=np.full(t, run.state.updates), epsilon=np.full(t, expert_epsilon)))
-    return {"learning_seconds": learning_seconds, "total_seconds": time.perf_counter() - start}
+    return {"learning_seconds": learning_seconds, "total_seconds": time.perf_counter() - start}, teacher
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import pytest
 
 from imitlib import experiments
 from imitlib.artifacts import Artifact
-from imitlib.experiments import incontext
+from imitlib.experiments import common, incontext, probing, regression
 from imitlib.scale import get_scale
 from imitlib.stats import Interval
 
@@ -25,7 +25,7 @@ def artifact(provenance: dict | None = None, **arrays) -> Artifact:
                     loaded=False)
 
 
-def regression(cos1: float, lsa1: float, lsa_deep: float, seeds: int = 2) -> Artifact:
+def fake_regression(cos1: float, lsa1: float, lsa_deep: float, seeds: int = 2) -> Artifact:
     """Two depths; one GD step scores 1.0, two GD steps 0.6; the model's losses and first cosine as given."""
     def both(first: float, deep: float) -> np.ndarray:
         return np.tile([first, deep], (seeds, 1))
@@ -56,8 +56,8 @@ def test_commands_name_the_part_and_leave_the_scale_to_load_or_explain():
     assert incontext.command_for("ED + learning prompt").endswith("--part main --scale {scale}")
     assert (incontext.command_for("epsilon source").format(scale="lab")
             == 'python -m imitlib incontext --part ablations --ablation "epsilon source" --scale lab')
-    assert incontext.REGRESSION_COMMAND.format(scale="ci").endswith("--part regression --scale ci")
-    assert incontext.PROBES_COMMAND.format(scale="ci").endswith("--part probes --scale ci")
+    assert regression.REGRESSION_COMMAND.format(scale="ci").endswith("--part regression --scale ci")
+    assert probing.PROBES_COMMAND.format(scale="ci").endswith("--part probes --scale ci")
 
 
 def test_main_tests_are_ad_and_ed_with_and_without_a_prompt():
@@ -79,56 +79,56 @@ def test_load_tests_leaves_out_what_is_not_stored_and_names_its_command(monkeypa
 # --- section 1: regression --------------------------------------------------------------------------------------
 
 def test_a_layer_matches_a_gd_step_only_above_both_thresholds():
-    cos, ratio = incontext.SAME_WAY_COSINE, incontext.SAME_WAY_LOSS
-    assert incontext.matches_gd_step(cos + 1e-3, 1.0, 1.0)
-    assert not incontext.matches_gd_step(cos, 1.0, 1.0)  # the cosine must exceed the bar, not touch it
-    assert incontext.matches_gd_step(0.99, ratio * 2.0 - 1e-6, 2.0)
-    assert not incontext.matches_gd_step(0.99, ratio * 2.0, 2.0)  # a loss 5% above the GD step's is too far
+    cos, ratio = regression.SAME_WAY_COSINE, regression.SAME_WAY_LOSS
+    assert regression.matches_gd_step(cos + 1e-3, 1.0, 1.0)
+    assert not regression.matches_gd_step(cos, 1.0, 1.0)  # the cosine must exceed the bar, not touch it
+    assert regression.matches_gd_step(0.99, ratio * 2.0 - 1e-6, 2.0)
+    assert not regression.matches_gd_step(0.99, ratio * 2.0, 2.0)  # a loss 5% above the GD step's is too far
 
 
 def test_regression_sentences_read_as_the_prose_expects():
-    assert incontext.same_way(True) == "and the two respond to the query the same way"
-    assert incontext.same_way(False).startswith("but at this budget the trained layer has not become a GD step")
-    assert incontext.icl_verdict(True) == "So in-context learning is real, and it is a learning algorithm"
-    assert incontext.icl_verdict(False).startswith("Here training fell short of the paper's result")
-    assert incontext.deep_sentence(True).endswith("as the paper found")
-    assert incontext.deep_sentence(False).endswith("unlike in the paper")
+    assert regression.same_way(True) == "and the two respond to the query the same way"
+    assert regression.same_way(False).startswith("but at this budget the trained layer has not become a GD step")
+    assert regression.icl_verdict(True) == "So in-context learning is real, and it is a learning algorithm"
+    assert regression.icl_verdict(False).startswith("Here training fell short of the paper's result")
+    assert regression.deep_sentence(True).endswith("as the paper found")
+    assert regression.deep_sentence(False).endswith("unlike in the paper")
 
 
 def test_regression_numbers_when_the_layer_is_a_gd_step_and_depth_helps():
-    numbers = incontext.regression_numbers(regression(cos1=0.99, lsa1=1.02, lsa_deep=0.5))
+    numbers = regression.regression_numbers(fake_regression(cos1=0.99, lsa1=1.02, lsa_deep=0.5))
     assert numbers["ch5_lsa1"] == pytest.approx(1.02)
     assert numbers["ch5_gd1"] == 1.0 and numbers["ch5_zero"] == 2.0 and numbers["ch5_depth"] == 2
     assert numbers["ch5_lsa_deep"] == 0.5 and numbers["ch5_gd_deep"] == 0.6 and numbers["ch5_cos_deep"] == 0.8
     assert numbers["ch5_deep_vs_gd"] == "below"
-    assert numbers["ch5_same_way"] == incontext.same_way(True)
-    assert numbers["ch5_icl_verdict"] == incontext.icl_verdict(True)
-    assert numbers["ch5_deep_sentence"] == incontext.deep_sentence(True)
+    assert numbers["ch5_same_way"] == regression.same_way(True)
+    assert numbers["ch5_icl_verdict"] == regression.icl_verdict(True)
+    assert numbers["ch5_deep_sentence"] == regression.deep_sentence(True)
 
 
 def test_regression_numbers_when_training_fell_short():
-    numbers = incontext.regression_numbers(regression(cos1=0.5, lsa1=1.6, lsa_deep=0.7))
+    numbers = regression.regression_numbers(fake_regression(cos1=0.5, lsa1=1.6, lsa_deep=0.7))
     assert numbers["ch5_deep_vs_gd"] == "not below"
-    assert numbers["ch5_same_way"] == incontext.same_way(False)
-    assert numbers["ch5_icl_verdict"] == incontext.icl_verdict(False)
-    assert numbers["ch5_deep_sentence"] == incontext.deep_sentence(False)
+    assert numbers["ch5_same_way"] == regression.same_way(False)
+    assert numbers["ch5_icl_verdict"] == regression.icl_verdict(False)
+    assert numbers["ch5_deep_sentence"] == regression.deep_sentence(False)
 
 
 def test_regression_numbers_without_the_artifact_have_every_key_and_no_verdict():
-    missing = incontext.regression_numbers(None)
-    assert set(missing) == set(incontext.regression_numbers(regression(0.99, 1.0, 0.5)))
-    assert math.isnan(missing["ch5_lsa1"]) and missing["ch5_icl_verdict"] == incontext.MISSING
+    missing = regression.regression_numbers(None)
+    assert set(missing) == set(regression.regression_numbers(fake_regression(0.99, 1.0, 0.5)))
+    assert math.isnan(missing["ch5_lsa1"]) and missing["ch5_icl_verdict"] == common.MISSING
 
 
 def test_regression_table_and_figure():
-    reg = regression(cos1=0.99, lsa1=1.02, lsa_deep=0.5)
-    text = incontext.regression_table(reg).data
+    reg = fake_regression(cos1=0.99, lsa1=1.02, lsa_deep=0.5)
+    text = regression.regression_table(reg).data
     assert text.splitlines()[0].startswith("| layers | model loss | GD ×1 |")
     assert "| 1 | 1.020 | 1.000 | 1.000 | 0.9900 | 0.0100 |" in text
     fig, (a, b) = plt.subplots(1, 2)
-    incontext.plot_regression_loss(a, reg)
-    incontext.plot_regression_training(b, reg)
-    assert len(a.containers) == len(incontext.REGRESSION_LINES) and b.get_yscale() == "log"
+    regression.plot_regression_loss(a, reg)
+    regression.plot_regression_training(b, reg)
+    assert len(a.containers) == len(regression.REGRESSION_LINES) and b.get_yscale() == "log"
     plt.close(fig)
 
 
@@ -193,7 +193,7 @@ def test_curve_numbers_without_ad_keep_every_key():
     full = incontext.curve_numbers({"AD": students(np.ones(20)), "ED": students(np.ones(20))}, baselines(), 4, 20)
     missing = incontext.curve_numbers({}, baselines(), 4, 20)
     assert set(missing) == set(full)
-    assert math.isnan(missing["ch5_ad_sampled_first"]) and missing["ch5_ad_shape"] == incontext.MISSING
+    assert math.isnan(missing["ch5_ad_sampled_first"]) and missing["ch5_ad_shape"] == common.MISSING
 
 
 def test_figures_draw_every_student_and_hide_the_spare_ablation_panel():
@@ -271,18 +271,18 @@ def probes() -> Artifact:
 
 
 def test_probe_numbers_take_the_best_layer_and_nan_when_missing():
-    numbers = incontext.probe_numbers(probes())
+    numbers = probing.probe_numbers(probes())
     assert numbers == pytest.approx({"ch5_probe_goal": 0.7, "ch5_probe_goal_control": -0.1,
                                      "ch5_probe_progress": 0.35, "ch5_probe_progress_control": 0.0})
-    missing = incontext.probe_numbers(None)
+    missing = probing.probe_numbers(None)
     assert set(missing) == set(numbers) and all(math.isnan(v) for v in missing.values())
 
 
 def test_probe_figure_and_positions():
     pr = probes()
-    assert incontext.goal_by_position(pr) == [0.7, 0.7]
+    assert probing.goal_by_position(pr) == [0.7, 0.7]
     fig, ax = plt.subplots()
-    incontext.plot_probe(ax, pr, "goal")
+    probing.plot_probe(ax, pr, "goal")
     assert [t.get_text() for t in ax.get_xticklabels()] == ["embedding", "block 1", "block 2"]
-    assert len(ax.lines) == len(incontext.PROBE_LINES)
+    assert len(ax.lines) == len(probing.PROBE_LINES)
     plt.close(fig)

@@ -2,12 +2,49 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 from imitlib import artifacts
 from imitlib.scale import Scale
 
+
+def recorded_dataset(name: str, cfg: Any, scale: Scale, record: Any) -> Path:
+    """``data/<name>-<scale>-<config hash>``, recorded by ``record(folder)`` first if absent (always at ``ci``
+    scale) into a temporary folder that is renamed when complete, with provenance beside the histories."""
+    import json
+    import shutil
+
+    key = artifacts.config_hash(name, cfg, scale.name)
+    folder = artifacts.results_root().parent / "data" / f"{name}-{scale.name}-{key}"
+    if (folder / "provenance.json").exists() and scale.name != "ci":
+        return folder
+    tmp = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    timings = record(tmp)
+    prov = {"config": artifacts.to_jsonable(cfg), "scale": scale.name, "commit": artifacts.git_commit(), **timings}
+    (tmp / "provenance.json").write_text(json.dumps(prov, indent=1))
+    shutil.rmtree(folder, ignore_errors=True)
+    os.replace(tmp, folder)
+    return folder
+
+
+def _student_folder(name: str, cfg: Any, scale: Scale) -> Path:
+    """Where a student's resumable checkpoints live while it trains (``runs/``, not committed)."""
+    key = artifacts.config_hash(name, cfg, scale.name)
+    return artifacts.results_root().parent / "runs" / f"{name}-{scale.name}-{key}"
+
+
+def ready(name: str, cfg: Any, scale: Scale) -> bool:
+    """Whether the book can show an artifact without hours of training: always at ``ci``, else if it is stored."""
+    return scale.name == "ci" or artifacts.is_stored(name, cfg, scale.name)
+
+
+
 CLI = "python -m imitlib"
+MISSING = "not computed at this scale yet"  # what a sentence says in place of a verdict without its numbers
 
 
 def load_or_explain(get: Callable[[], artifacts.Artifact], scale: Scale, command: str) -> artifacts.Artifact | None:

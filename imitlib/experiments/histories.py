@@ -7,26 +7,193 @@ what they write, so editing it marks no dataset or artifact stale.
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
 
+import imitlib.dqn
+import imitlib.envs.darkroom
+import imitlib.envs.games
+import imitlib.icl
+import imitlib.imitation
+import imitlib.probes
+import imitlib.stats
+import imitlib.tabular
+import imitlib.transformer
 from imitlib import artifacts, book, history, plots
 from imitlib.envs.darkroom import HORIZON, SIZE
-from imitlib.experiments import (
-    ACTION_NAMES,
-    DarkRoomHistories,
-    darkroom_histories,
-    darkroom_histories_config,
-    goal_split,
-    minatar_histories_artifact,
-    teacher_experiment,
-    visitation,
-)
-from imitlib.experiments.common import CLI, load_or_explain
+from imitlib.experiments.common import CLI, load_or_explain, ready, recorded_dataset
+from imitlib.experiments.teacher import TeacherExperiment, minatar_histories, record_minatar, teacher_experiment
 from imitlib.history import HistoryReader
 from imitlib.scale import Scale
+from imitlib.tabular import QLearningConfig, q_learning
+
+ACTION_NAMES = ("stay", "up", "down", "left", "right")
+
+
+def history_sources(episodes: int) -> dict[str, QLearningConfig]:
+    """The two Dark Room source learners whose histories the book records.
+
+    * ``knowledge``: optimistic initial values and a small constant epsilon. Behaviour improves because the
+      table improves: what the agent does tracks what it knows.
+    * ``epsilon``: zero initial values and epsilon decaying from 1 over the first 40% of episodes. The greedy
+      policy is good early, but behaviour improves mostly because epsilon shrinks.
+    """
+    return {
+        "knowledge": QLearningConfig(q_init=10.0, eps_start=0.1, eps_end=0.1, eps_decay_episodes=0),
+        "epsilon": QLearningConfig(eps_start=1.0, eps_end=0.05, eps_decay_episodes=max(1, int(0.4 * episodes))),
+    }
+
+
+@dataclass(frozen=True)
+class DarkRoomHistories:
+    """A Dark Room dataset: learning histories on every goal, plus expert episodes of the converged learners."""
+
+    source: str  # "knowledge" or "epsilon" (see history_sources)
+    runs_per_goal: int
+    episodes: int  # episodes of learning per run
+    every: int = 1  # record every k-th episode
+    expert_episodes: int = 4  # greedy episodes of each converged learner
+    train_goals: int = 65  # the rest (16 of 81) are held out
+    split_seed: int = 0
+    seed: int = 0
+
+
+def darkroom_histories_config(scale: Scale, source: str = "knowledge") -> DarkRoomHistories:
+    """The dataset's sizes at a scale."""
+    sizes = {"ci": (1, 60), "lab": (4, 400), "full": (8, 600)}[scale.name]
+    return DarkRoomHistories(source=source, runs_per_goal=sizes[0], episodes=sizes[1])
+
+
+def goal_split(cfg: DarkRoomHistories, size: int = SIZE) -> tuple[np.ndarray, np.ndarray]:
+    """Training and held-out goals: a fixed random split of the 81 cells (65 / 16 by default)."""
+    order = np.random.default_rng(cfg.split_seed).permutation(size * size)
+    return np.sort(order[: cfg.train_goals]), np.sort(order[cfg.train_goals:])
+
+
+def record_darkroom(cfg: DarkRoomHistories, folder: Path) -> dict[str, Any]:
+    """Record ``folder/learning`` (every k-th episode of every run) and ``folder/expert``; return timings."""
+    import time
+
+    from imitlib.history import HistoryWriter, TabularRecorder
+
+    if cfg.source not in history_sources(cfg.episodes):
+        raise ValueError(f"source must be one of {sorted(history_sources(cfg.episodes))}, got {cfg.source!r}")
+    qcfg = history_sources(cfg.episodes)[cfg.source]
+    train, held_out = goal_split(cfg)
+    goals = np.repeat(np.arange(SIZE * SIZE), cfg.runs_per_goal)
+    runs = np.arange(goals.size)
+    seeds = np.stack([np.full(goals.size, cfg.seed), goals, np.tile(np.arange(cfg.runs_per_goal), SIZE * SIZE)], 1)
+    meta = {"source": cfg.source, "q_learning": asdict(qcfg), "train_goals": train.tolist(),
+            "held_out_goals": held_out.tolist()}
+    start = time.perf_counter()
+    with HistoryWriter(folder / "learning", obs_kind="darkroom", obs_shape=(1,), n_actions=5,
+                       mode="overwrite", meta=meta) as writer:
+        for run, goal, seed in zip(runs, goals, seeds, strict=True):
+            split = "train" if goal in set(train.tolist()) else "held_out"
+            writer.set_run(int(run), goal=int(goal), seed=seed.tolist(), split=split)
+        result = q_learning(qcfg, goals, seeds, cfg.episodes, on_episode=TabularRecorder(writer, runs, cfg.every))
+    learning_seconds = time.perf_counter() - start
+    expert_cfg = QLearningConfig(alpha=qcfg.alpha, gamma=qcfg.gamma, eps_start=0.0, eps_end=0.0,
+                                 eps_decay_episodes=0, q_init=0.0)
+    with HistoryWriter(folder / "expert", obs_kind="darkroom", obs_shape=(1,), n_actions=5, mode="overwrite",
+                       meta={**meta, "expert_of": "final greedy policy of each learning run"}) as writer:
+        for run, goal in zip(runs, goals, strict=True):
+            writer.set_run(int(run), goal=int(goal), split="train" if goal in set(train.tolist()) else "held_out")
+        _greedy_episodes(result.q, goals, runs, cfg.expert_episodes, writer, expert_cfg)
+    return {"learning_seconds": learning_seconds, "total_seconds": time.perf_counter() - start}
+
+
+def _greedy_episodes(q: np.ndarray, goals: np.ndarray, runs: np.ndarray, n: int, writer: Any,
+                     cfg: QLearningConfig) -> None:
+    """``n`` copies of each table's greedy episode, written as blocks."""
+    from imitlib.history import PerEpisode
+
+    cells, act, rew = imitlib.tabular.greedy_rollouts(q, goals, cfg.size, cfg.horizon)
+    b, h = act.shape
+    truncated = np.zeros((b, h), bool)
+    truncated[:, -1] = True
+    for i in range(n):
+        writer.add_block(runs, [i] * b, {"obs": cells[:, :-1].astype(np.uint8)[..., None], "action": act,
+                                         "reward": rew.astype(np.uint8), "terminated": np.zeros((b, h), bool),
+                                         "truncated": truncated, "update": PerEpisode(first=0),
+                                         "epsilon": PerEpisode(first=0.0)})
+
+
+def darkroom_histories(cfg: DarkRoomHistories, scale: Scale) -> Path:
+    """Chapter 3's Dark Room dataset folder (``learning/``, ``expert/``), recorded first if absent. The history
+    format is part of the name: a dataset recorded by an older imitlib still reads, but recording anew takes a
+    second and keeps chapter 3's bytes-per-step figure true of the current format."""
+    from imitlib.history import FORMAT_VERSION
+
+    return recorded_dataset(f"darkroom-{cfg.source}-v{FORMAT_VERSION}", cfg, scale,
+                            lambda folder: record_darkroom(cfg, folder))
+
+
+def summarise_history(reader: Any, bins: int = 10) -> dict[str, np.ndarray]:
+    """What chapter 3 shows of a history, small enough to store: per run and recorded episode its index in the
+    learning history, return, length and mean epsilon; action shares in ``bins`` bins of the episode index."""
+    from imitlib.history import action_shares, episode_totals, per_run
+
+    runs, returns = per_run(reader, episode_totals(reader))
+    lengths = per_run(reader, reader.episodes["length"].astype(float))[1]
+    index = per_run(reader, reader.episodes["episode"].astype(float))[1]
+    edges = np.linspace(0, np.nanmax(index) + 1, bins + 1)
+    return {"runs": runs, "episode": index, "return": returns, "length": lengths,
+            "epsilon": per_run(reader, episode_totals(reader, "epsilon"))[1] / lengths,
+            "action_edges": edges, "action_shares": action_shares(reader, edges, reader.manifest["n_actions"]),
+            "steps": np.array(reader.n_steps),
+            "bytes": np.array(sum(f.stat().st_size for f in reader.path.rglob("*.npy")))}
+
+
+def minatar_histories_name(exp: TeacherExperiment) -> str:
+    """The artifact name of chapter 3's summary of a game's recorded histories."""
+    return f"ch03_histories_{exp.dqn.env_id.replace('/', '_')}"
+
+
+def minatar_histories_ready(exp: TeacherExperiment, scale: Scale, every: int = 10) -> bool:
+    """Whether chapter 3 can show a game's histories without recording them (an hour-long training at ``lab``)."""
+    return ready(minatar_histories_name(exp), {"teacher": exp, "every": every}, scale)
+
+
+def minatar_histories_artifact(exp: TeacherExperiment, scale: Scale, every: int = 10) -> artifacts.Artifact:
+    """Chapter 3's summary of a MinAtar teacher's recorded histories (recorded first if absent: a full training)."""
+    from imitlib.history import HistoryReader
+
+    def compute() -> dict[str, np.ndarray]:
+        folder = minatar_histories(exp, scale, every=every)
+        out = {}
+        for part in ("learning", "expert"):
+            out.update({f"{part}/{k}": v for k, v in summarise_history(HistoryReader(folder / part)).items()})
+        return out
+
+    return artifacts.cached(minatar_histories_name(exp), {"teacher": exp, "every": every}, compute, scale=scale.name,
+                            code=(summarise_history, record_minatar))
+
+
+def source_returns(cfg: DarkRoomHistories) -> tuple[np.ndarray, np.ndarray]:
+    """Re-run the recorded learners (same seeds, so the same runs) measuring what the recording cannot show:
+    behaviour return and greedy return after every episode, each ``(runs, episodes)``."""
+    qcfg = history_sources(cfg.episodes)[cfg.source]
+    goals = np.repeat(np.arange(SIZE * SIZE), cfg.runs_per_goal)
+    seeds = np.stack([np.full(goals.size, cfg.seed), goals, np.tile(np.arange(cfg.runs_per_goal), SIZE * SIZE)], 1)
+    result = q_learning(qcfg, goals, seeds, cfg.episodes, evaluate_greedy=True)
+    return result.returns.T, result.greedy_returns.T
+
+
+def visitation(reader: Any, runs: np.ndarray, first: int, last: int, size: int = SIZE) -> np.ndarray:
+    """How often each cell was visited in recorded episodes ``first..last-1`` of ``runs``, normalised."""
+    counts = np.zeros(size * size)
+    for run in runs:
+        n = min(last, reader.run_episodes(int(run))) - first
+        if n > 0:
+            np.add.at(counts, reader.window(int(run), first, n)["obs"][:, 0].astype(int), 1)
+    return counts / max(counts.sum(), 1)
+
+
 
 SOURCES = ("knowledge", "epsilon")  # the two Dark Room teachers (see experiments.history_sources), in prose order
 GAMES = {"MinAtar/Breakout-v0": "breakout", "MinAtar/SpaceInvaders-v0": "invaders"}  # env id -> glue-name key

@@ -15,34 +15,154 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from imitlib import artifacts, book, plots, stats
-from imitlib.envs.darkroom import optimal_return, random_policy_return
-from imitlib.experiments import (
-    ABLATIONS,
-    DarkRoomHistories,
-    InContextTest,
-    ProbeTest,
-    ablation_effects,
-    ablation_test,
+from imitlib.envs.darkroom import SIZE, optimal_return, random_policy_return
+from imitlib.experiments.common import CLI, MISSING, load_or_explain, ready
+from imitlib.experiments.histories import DarkRoomHistories, darkroom_histories, goal_split, source_returns
+from imitlib.experiments.students import (
+    STUDENT_CODE,
+    DarkRoomStudents,
+    darkroom_students_artifact,
     darkroom_students_config,
-    episodes_to_reach,
-    goal_split,
-    icl_regression_artifact,
-    icl_regression_config,
-    in_context_artifact,
-    in_context_change,
-    in_context_config,
-    probes_artifact,
-    source_curves,
+    student_network,
+    students_name,
+    train_darkroom_students,
 )
-from imitlib.experiments.common import CLI, load_or_explain
+from imitlib.experiments.tabular import episodes_to_reach
 from imitlib.scale import Scale
+
+
+@dataclass(frozen=True)
+class InContextTest:
+    """Frozen students rolled out for many episodes on the held-out goals, from an empty context or a prompt."""
+
+    students: DarkRoomStudents
+    episodes: int
+    repeats: int = 2  # rollouts per goal
+    prompt_episodes: int = 0  # recorded learning episodes placed in the context first
+    prompt_at: float = 0.25  # where along the goal's learning history the prompt is cut (fraction)
+    store_students: bool = True  # False: train the students here and keep only their curves (ablations), so
+
+
+def in_context_config(scale: Scale, students: DarkRoomStudents, prompt_episodes: int = 0,
+                      store_students: bool = True) -> InContextTest:
+    """The in-context test at a scale (``icl_episodes`` episodes per rollout)."""
+    return InContextTest(students=students, episodes=scale.student.icl_episodes, prompt_episodes=prompt_episodes,
+                         store_students=store_students)
+
+
+def ablation_test(scale: Scale, name: str) -> InContextTest:
+    """One of chapter 5's ablations (:data:`ABLATIONS`): AD students changed in one respect, weights not stored."""
+    if name not in ABLATIONS:
+        raise ValueError(f"unknown ablation {name!r}: choose from {list(ABLATIONS)}")
+    students = darkroom_students_config(scale, "ad", **ABLATIONS[name])
+    return in_context_config(scale, students, store_students=False)
+
+
+def learning_prompt(test: InContextTest, scale: Scale, goals: np.ndarray) -> dict[str, np.ndarray]:
+    """``prompt_episodes`` consecutive recorded episodes of a learning history for each goal (rollout r of a goal
+    gets the goal's r-th recorded run), starting ``prompt_at`` of the way along it."""
+    from imitlib.history import HistoryReader
+
+    reader = HistoryReader(darkroom_histories(test.students.data, scale) / "learning")
+    by_goal: dict[int, list[int]] = {}
+    for run in reader.runs():
+        by_goal.setdefault(int(reader.task(run)["goal"]), []).append(run)
+    seen: dict[int, int] = {}
+    parts = []
+    for goal in goals.tolist():
+        k = seen.get(goal, 0)
+        seen[goal] = k + 1
+        run = by_goal[goal][k % len(by_goal[goal])]
+        first = int(test.prompt_at * (reader.run_episodes(run) - test.prompt_episodes))
+        parts.append(reader.window(run, first, test.prompt_episodes))
+    return {key: np.stack([np.asarray(p[key]) for p in parts]).reshape(len(goals), -1)
+            for key in ("obs", "action", "reward")}
+
+
+def run_in_context(test: InContextTest, scale: Scale, progress: bool = True) -> dict[str, np.ndarray]:
+    """Every seed's frozen student on every held-out goal: returns per episode, sampled and greedy."""
+    from imitlib.imitation import darkroom_rollout
+
+    if test.store_students:
+        art = darkroom_students_artifact(test.students, scale, progress)
+        models = [student_network(art, test.students.student, i) for i in range(len(test.students.seeds))]
+        out: dict[str, Any] = {"loss": art["loss"], "accuracy": art["accuracy"]}
+    else:
+        runs = train_darkroom_students(test.students, scale, progress)
+        models = [r.model for r in runs]
+        out = {"loss": np.array([r.loss for r in runs]), "accuracy": np.array([r.accuracy for r in runs]),
+               "wall_seconds": np.array([r.wall_seconds for r in runs])}
+    _, held = goal_split(test.students.data)
+    goals = np.repeat(held, test.repeats)
+    prompt = learning_prompt(test, scale, goals) if test.prompt_episodes else None
+    out["goals"] = goals
+    for mode in ("sampled", "greedy"):
+        out[f"{mode}_returns"] = np.stack([
+            darkroom_rollout(model, goals, test.episodes, context_episodes=test.students.student.context_episodes,
+                             greedy=mode == "greedy", seed=3000 + i, prompt=prompt)["returns"]
+            for i, model in enumerate(models)])
+    return out
+
+
+def in_context_name(test: InContextTest) -> str:
+    """The artifact name of an in-context test: its students' name, and the prompt if any."""
+    name = students_name(test.students).replace("ch04_", "ch05_incontext_", 1)
+    return name + (f"_prompt{test.prompt_episodes}" if test.prompt_episodes else "")
+
+
+def in_context_ready(test: InContextTest, scale: Scale) -> bool:
+    """Whether the book can show this test without hours of training (see :func:`ready`)."""
+    return ready(in_context_name(test), test, scale)
+
+
+def in_context_artifact(test: InContextTest, scale: Scale, progress: bool = True) -> artifacts.Artifact:
+    """Chapter 5's in-context curves for one set of students: stored if present, else computed (trains the
+    students first if their artifact is absent)."""
+    return artifacts.cached(in_context_name(test), test, lambda: run_in_context(test, scale, progress),
+                            scale=scale.name, code=(*STUDENT_CODE, learning_prompt, run_in_context))
+
+
+def in_context_change(returns: np.ndarray, n: int) -> np.ndarray:
+    """Per training seed, how much a student improved in context: mean return over its last ``n`` episodes minus
+    its first ``n``; ``returns`` is ``(seeds, rollouts, episodes)`` as stored by :func:`run_in_context`."""
+    per_seed = np.asarray(returns, dtype=float).mean(1)
+    return per_seed[:, -n:].mean(1) - per_seed[:, :n].mean(1)
+
+
+def ablation_effects(changes: dict[str, Any], reference: str = "AD") -> dict[str, list[str]]:
+    """Sort ablations by their change's confidence interval (:class:`imitlib.stats.Interval`) against the
+    reference's: ``cost`` (whole interval below the reference's), ``flat`` (of those, zero inside the interval:
+    no in-context improvement to speak of) and ``kept`` (not shown to differ from the reference)."""
+    low = float(changes[reference].low)
+    names = [k for k in ABLATIONS if k in changes]
+    cost = [k for k in names if float(changes[k].high) < low]
+    return {"cost": cost, "flat": [k for k in cost if float(changes[k].low) <= 0 <= float(changes[k].high)],
+            "kept": [k for k in names if k not in cost]}
+
+
+def source_curves(data: DarkRoomHistories, goals: np.ndarray, episodes: int) -> np.ndarray:
+    """The source Q-learner learning each of ``goals`` from scratch (every recorded run of it): behaviour return
+    per episode, ``(len(goals) * runs_per_goal, episodes)``; the curve the student's in-context curve is read
+    against."""
+    behaviour, _ = source_returns(data)
+    per_goal = behaviour.reshape(SIZE * SIZE, data.runs_per_goal, -1)
+    return per_goal[np.asarray(goals)].reshape(-1, per_goal.shape[-1])[:, :episodes]
+
+
+ABLATIONS = {  # name -> darkroom_students_config keyword arguments (chapter 5's ablations, all AD)
+    "context 1 episode": {"context_episodes": 1},
+    "context 2 episodes": {"context_episodes": 2},
+    "4 training goals": {"train_goals": 4},
+    "16 training goals": {"train_goals": 16},
+    "shuffled episode order": {"shuffled": True},
+    "epsilon source": {"source": "epsilon"},
+}
+
 
 Art = artifacts.Artifact
 
 # --- Thresholds and sizes, each with the reason for its value ---------------------------------------------------
 
-SAME_WAY_COSINE = 0.95  # sensitivities this aligned mean the trained layer answers a query as the GD step does
-SAME_WAY_LOSS = 1.05  # and a loss within 5% of the GD step's: the same predictor, up to training noise
 GREEDY_GAIN_SHARE = 0.5  # greedy gaining under half of what sampling gains is "much less", not seed noise
 PLATEAU_SHARE = 0.9  # "has stopped improving": at 90% of its best, later episodes add at most the last tenth
 FRONT_LOADED_SHARE = 0.25  # reaching that plateau within the first quarter of the rollout is "front-loaded"
@@ -52,9 +172,6 @@ PROMPT_EPISODES = 3  # recorded learning episodes a prompted student starts from
 YLIM_HEADROOM = 1.6  # ablation panels reach 1.6 x optimal return: every curve and the legend above it fit
 
 MODES = ("sampled", "greedy")  # how a frozen student acts: from its distribution (as trained) or its argmax
-MISSING = "not computed at this scale yet"  # what a sentence says in place of a verdict without its numbers
-REGRESSION_COMMAND = f"{CLI} incontext --part regression --scale {{scale}}"
-PROBES_COMMAND = f"{CLI} incontext --part probes --scale {{scale}}"
 
 
 def command_for(name: str) -> str:
@@ -62,100 +179,6 @@ def command_for(name: str) -> str:
     if name in ABLATIONS:
         return f'{CLI} incontext --part ablations --ablation "{name}" --scale {{scale}}'
     return f"{CLI} incontext --part main --scale {{scale}}"
-
-
-# --- Section 1: a layer of attention that does gradient descent -------------------------------------------------
-
-REGRESSION_LINES = (  # artifact key, label, colour role, x offset (so the error bars do not overlap)
-    ("loss_model", "trained linear self-attention", "student", -0.15),
-    ("loss_gd1", "one GD step (tuned)", "teacher", 0.0),
-    ("loss_gdL", "as many GD steps as layers (tuned)", "alt", 0.15),
-)
-REGRESSION_HEADER = ["layers", "model loss", "GD ×1", "GD ×layers", "cosine of sensitivities to GD ×1",
-                     "squared prediction difference to GD ×1"]
-
-
-def load_regression(scale: Scale) -> Art | None:
-    """The stored regression experiment (computed at ``ci``), or None and the command that computes it."""
-    return load_or_explain(lambda: icl_regression_artifact(icl_regression_config(scale), scale), scale,
-                           REGRESSION_COMMAND)
-
-
-def plot_regression_loss(ax: plt.Axes, reg: Art) -> None:
-    """Query loss on fresh tasks by depth: trained layers against tuned GD, with 95% CIs over seeds."""
-    layers = reg["layers"]
-    for key, name, role, dx in REGRESSION_LINES:
-        ci = stats.bootstrap_ci(reg[key])
-        ax.errorbar(layers + dx, ci.estimate, yerr=[ci.estimate - ci.low, ci.high - ci.estimate], fmt="o-",
-                    capsize=3, color=plots.COLORS[role], label=name)
-    plots.reference_line(ax, float(reg["loss_zero"].mean()), label="predict 0", role="random")
-    ax.set_xticks(layers)
-    plots.label(ax, "layers (model) / steps (GD)", "query loss (½ squared error)", "Loss on fresh tasks")
-
-
-def plot_regression_training(ax: plt.Axes, reg: Art) -> None:
-    """Training loss of each depth (log scale) against the loss one tuned GD step reaches."""
-    steps = np.linspace(0, reg.provenance["config"]["icl"]["train_steps"], reg["curves"].shape[-1])
-    for j, depth in enumerate(reg["layers"]):
-        plots.curve_with_ci(ax, reg["curves"][:, j], x=steps, label=f"{depth} layer(s)",
-                            color=plots.COLORS[plots.CYCLE[j]])
-    plots.reference_line(ax, float(reg["loss_gd1"].mean()), label="one GD step", role="teacher")
-    ax.set_yscale("log")
-    plots.label(ax, "training step", "training loss", "Training")
-
-
-def regression_table(reg: Art) -> Any:
-    """Per depth, mean losses and how close the model is to one GD step, as a book table."""
-    keys = ("loss_model", "loss_gd1", "loss_gdL", "cos_gd1", "diff_gd1")
-    rows = [[depth, *(float(reg[k][:, j].mean()) for k in keys)] for j, depth in enumerate(reg["layers"])]
-    return book.table(REGRESSION_HEADER, rows, ["", ".3f", ".3f", ".3f", ".4f", ".4f"])
-
-
-def matches_gd_step(cosine: float, loss_model: float, loss_gd: float) -> bool:
-    """Whether one trained layer has become a GD step: aligned sensitivities and (almost) the same loss."""
-    return bool(cosine > SAME_WAY_COSINE and loss_model < SAME_WAY_LOSS * loss_gd)
-
-
-def same_way(matches: bool) -> str:
-    """How the trained layer and the GD step respond to a query, for the prose's first sentence."""
-    if matches:
-        return "and the two respond to the query the same way"
-    return ("but at this budget the trained layer has not become a GD step (the two should respond to the query "
-            "the same way, and do not)")
-
-
-def icl_verdict(matches: bool) -> str:
-    """The section's verdict: in-context learning is a learning algorithm, if the run shows it."""
-    if matches:
-        return "So in-context learning is real, and it is a learning algorithm"
-    return ("Here training fell short of the paper's result, so this run does not show it; the stored `lab` run "
-            "is the one to read. Where it does hold, in-context learning is a learning algorithm")
-
-
-def deep_sentence(better: bool) -> str:
-    """Whether deeper trained models beat as many plain GD steps, as Von Oswald et al. found."""
-    if better:
-        return "deeper models learn a better in-context learner than plain GD, as the paper found"
-    return "at this budget, deeper models do not beat plain GD, unlike in the paper"
-
-
-def regression_numbers(reg: Art | None) -> dict[str, Any]:
-    """What the prose cites from the regression experiment (NaN and "not computed" when it is not stored)."""
-    if reg is None:
-        nan = float("nan")
-        return {"ch5_lsa1": nan, "ch5_gd1": nan, "ch5_zero": nan, "ch5_cos1": nan, "ch5_depth": nan,
-                "ch5_lsa_deep": nan, "ch5_gd_deep": nan, "ch5_deep_vs_gd": MISSING, "ch5_deep_sentence": MISSING,
-                "ch5_cos_deep": nan, "ch5_same_way": MISSING, "ch5_icl_verdict": MISSING}
-    deep = len(reg["layers"]) - 1
-    first, last = ({k: float(reg[k][:, j].mean()) for k in ("loss_model", "loss_gd1", "loss_gdL", "cos_gd1")}
-                   for j in (0, deep))
-    better = last["loss_model"] < last["loss_gdL"]
-    matches = matches_gd_step(first["cos_gd1"], first["loss_model"], first["loss_gd1"])
-    return {"ch5_lsa1": first["loss_model"], "ch5_gd1": first["loss_gd1"], "ch5_zero": float(reg["loss_zero"].mean()),
-            "ch5_cos1": first["cos_gd1"], "ch5_depth": int(reg["layers"][deep]), "ch5_lsa_deep": last["loss_model"],
-            "ch5_gd_deep": last["loss_gdL"], "ch5_deep_vs_gd": "below" if better else "not below",
-            "ch5_deep_sentence": deep_sentence(better), "ch5_cos_deep": last["cos_gd1"],
-            "ch5_same_way": same_way(matches), "ch5_icl_verdict": icl_verdict(matches)}
 
 
 # --- Section 2: Algorithm Distillation on held-out goals --------------------------------------------------------
@@ -314,6 +337,7 @@ ABLATION_KEYS = (  # glue key part -> the student whose change the prose cites
     ("goals16", "16 training goals"), ("shuffled", "shuffled episode order"), ("epsilon", "epsilon source"),
     ("ed_prompt", "ED + learning prompt"),
 )
+
 CHANGE_HEADER = ["student", "first episodes", "last episodes", "change", "95% CI of the change"]
 NO_REFERENCE = ("The reference AD student is not computed at this scale, so the ablations have nothing to be "
                 "compared with")
@@ -414,35 +438,4 @@ def ablation_numbers(ch: Changes) -> dict[str, Any]:
 
 # --- Section 4: linear probes ------------------------------------------------------------------------------------
 
-PROBE_TARGETS = {"goal": "Goal position", "progress": "Progress along the history"}  # target -> panel title
-PROBE_LINES = (("r2", "probe", "ad"), ("r2_shuffled", "shuffled-target control", "random"))  # key, label, role
 
-
-def load_probes(scale: Scale) -> Art | None:
-    """The stored probes of the AD students (computed at ``ci``), or None and the command that computes them."""
-    test = ProbeTest(darkroom_students_config(scale, "ad"), windows=scale.incontext.probe_windows)
-    return load_or_explain(lambda: probes_artifact(test, scale), scale, PROBES_COMMAND)
-
-
-def plot_probe(ax: plt.Axes, pr: Art, target: str) -> None:
-    """Held-out R² of one target's probe by layer, at the context's last episode, against the shuffled control."""
-    x = np.arange(pr[f"{target}_r2"].shape[1])
-    for key, name, role in PROBE_LINES:
-        plots.curve_with_ci(ax, pr[f"{target}_{key}"][:, :, -1], x=x, label=name, color=plots.COLORS[role])
-    ax.set_xticks(x, ["embedding"] + [f"block {i}" for i in x[1:]])
-    plots.label(ax, "layer (last step of the context)", "held-out R²", PROBE_TARGETS[target])
-
-
-def goal_by_position(pr: Art) -> list[float]:
-    """Goal probe R² at the last layer, by episode position in the context (rounded for printing)."""
-    return np.round(pr["goal_r2"][:, -1].mean(0), 3).tolist()
-
-
-def probe_numbers(pr: Art | None) -> dict[str, float]:
-    """Best layer's held-out R² per target and its shuffled control (NaN when the probes are not stored)."""
-    out = {}
-    for t in PROBE_TARGETS:
-        best = float(pr[f"{t}_r2"][:, :, -1].mean(0).max()) if pr is not None else float("nan")
-        control = float(pr[f"{t}_r2_shuffled"][:, :, -1].mean(0).max()) if pr is not None else float("nan")
-        out[f"ch5_probe_{t}"], out[f"ch5_probe_{t}_control"] = best, control
-    return out

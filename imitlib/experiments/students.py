@@ -7,26 +7,269 @@ what they store, so editing it marks no student stale.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, replace
 from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
+import torch
 
+import imitlib.dqn
+import imitlib.envs.darkroom
+import imitlib.envs.games
+import imitlib.icl
+import imitlib.imitation
+import imitlib.probes
+import imitlib.stats
+import imitlib.tabular
+import imitlib.transformer
 from imitlib import artifacts, book, plots, stats
-from imitlib.envs.darkroom import optimal_return, random_policy_return
-from imitlib.experiments import (
+from imitlib.envs.darkroom import HORIZON, SIZE, optimal_return, random_policy_return
+from imitlib.experiments.common import CLI, _student_folder, load_or_explain
+from imitlib.experiments.histories import (
     DarkRoomHistories,
-    DarkRoomStudents,
-    GameStudents,
-    darkroom_students_artifact,
-    darkroom_students_config,
-    game_students_artifact,
-    random_returns,
-    teacher_snapshot_returns,
+    darkroom_histories,
+    darkroom_histories_config,
+    goal_split,
+    source_returns,
 )
-from imitlib.experiments.common import CLI, load_or_explain
+from imitlib.experiments.teacher import (
+    TeacherExperiment,
+    minatar_histories,
+    random_returns,
+    teacher_artifact,
+    teacher_experiment,
+    teacher_network,
+)
 from imitlib.scale import Scale
+
+
+@dataclass(frozen=True)
+class DarkRoomStudents:
+    """ED or AD students on a Dark Room dataset: one per seed, same architecture and budget for both kinds."""
+
+    data: DarkRoomHistories
+    student: imitlib.imitation.StudentConfig  # the seed-0 student; seed i differs only in its seed
+    seeds: tuple[int, ...]
+    eval_episodes: int  # episodes per rollout in the snapshot test
+    eval_repeats: int = 2  # rollouts per goal
+    train_goals: int | None = None  # ablation: only this many of the training goals (a fixed random subset)
+    shuffled: bool = False  # ablation: every history's episodes in a random order
+
+
+def darkroom_students_config(scale: Scale, kind: str, source: str = "knowledge", context_episodes: int = 4,
+                             train_goals: int | None = None, shuffled: bool = False) -> DarkRoomStudents:
+    """AD (learning histories) or ED (expert episodes) students at a scale; AD's Dark Room recipe otherwise."""
+    from imitlib.imitation import StudentConfig
+    from imitlib.transformer import TransformerConfig
+
+    s = scale.student
+    model = TransformerConfig(obs_kind="darkroom", n_actions=5, block_size=context_episodes * HORIZON,
+                              n_layer=s.n_layer, n_head=s.n_head, n_embd=s.n_embd)
+    student = StudentConfig(model=model, kind=kind, context_episodes=context_episodes, updates=s.updates,
+                            batch_size=s.batch_size, warmup=max(1, s.updates // 20),
+                            checkpoint_every=max(1, min(250, s.updates // 4)), bf16=s.bf16)
+    return DarkRoomStudents(data=darkroom_histories_config(scale, source), student=student,
+                            seeds=tuple(range(s.seeds)), eval_episodes=s.eval_episodes, train_goals=train_goals,
+                            shuffled=shuffled)
+
+
+def students_name(exp: DarkRoomStudents) -> str:
+    """The artifact name of a set of Dark Room students: kind, source, and any ablation."""
+    parts = [f"ch04_darkroom_{exp.student.kind}_{exp.data.source}"]
+    if exp.student.context_episodes != 4:
+        parts.append(f"ctx{exp.student.context_episodes}")
+    if exp.train_goals is not None:
+        parts.append(f"goals{exp.train_goals}")
+    if exp.shuffled:
+        parts.append("shuffled")
+    return "_".join(parts)
+
+
+def student_goals(exp: DarkRoomStudents) -> np.ndarray:
+    """The goals the students train on: the training split, or a fixed random subset of it (ablation)."""
+    train, _ = goal_split(exp.data)
+    if exp.train_goals is None:
+        return train
+    if not 1 <= exp.train_goals <= len(train):
+        raise ValueError(f"train_goals must be between 1 and {len(train)}, got {exp.train_goals}")
+    return np.sort(np.random.default_rng(exp.data.split_seed + 1).permutation(train)[: exp.train_goals])
+
+
+def student_data(exp: DarkRoomStudents, scale: Scale) -> Any:
+    """The history the students read: learning histories (AD), expert episodes (ED), or the shuffled copy."""
+    from imitlib.history import HistoryReader, shuffle_episodes
+
+    folder = darkroom_histories(exp.data, scale)
+    if exp.student.kind == "ed":
+        return HistoryReader(folder / "expert")
+    if not exp.shuffled:
+        return HistoryReader(folder / "learning")
+    if not (folder / "learning-shuffled" / "manifest.json").exists():
+        tmp = folder / "learning-shuffled.partial"
+        shuffle_episodes(HistoryReader(folder / "learning"), tmp, seed=exp.data.seed)
+        os.replace(tmp, folder / "learning-shuffled")
+    return HistoryReader(folder / "learning-shuffled")
+
+
+def train_darkroom_students(exp: DarkRoomStudents, scale: Scale, progress: bool = True) -> list[Any]:
+    """Train every seed's student (resuming under ``runs/`` except at ``ci``) on the training goals' windows."""
+    from imitlib.imitation import train_student
+
+    reader = student_data(exp, scale)
+    goals = set(student_goals(exp).tolist())
+    runs = [r for r in reader.runs() if reader.task(r)["goal"] in goals]
+    root = _student_folder(students_name(exp), exp, scale)
+    out = []
+    for seed in exp.seeds:
+        cfg = replace(exp.student, seed=seed)
+        out.append(train_student(cfg, reader, runs, None if scale.name == "ci" else root / f"seed{seed}",
+                                 progress=progress))
+    return out
+
+
+def optimal_actions(cells: np.ndarray, goals: np.ndarray, size: int = SIZE) -> np.ndarray:
+    """``(..., 5)`` booleans: which actions move closer to the goal (or stay on it), i.e. what a converged
+    Q-learner's greedy policy may do from each cell."""
+    nxt = imitlib.envs.darkroom.transition_table(size)
+    goals = np.broadcast_to(np.asarray(goals).reshape(-1, *[1] * (cells.ndim - 1)), cells.shape)
+    dist = np.abs(nxt[cells] // size - goals[..., None] // size) + np.abs(nxt[cells] % size - goals[..., None] % size)
+    return dist == dist.min(-1, keepdims=True)
+
+
+def snapshot_test(model: Any, goals: np.ndarray, exp: DarkRoomStudents, seed: int) -> dict[str, np.ndarray]:
+    """The frozen student on ``goals`` (``eval_repeats`` rollouts each), sampled and greedy: returns
+    ``(goals * repeats, episodes)`` and how often it took an optimal action."""
+    from imitlib.imitation import darkroom_rollout
+
+    g = np.repeat(goals, exp.eval_repeats)
+    out = {}
+    for mode in ("sampled", "greedy"):
+        roll = darkroom_rollout(model, g, exp.eval_episodes, context_episodes=exp.student.context_episodes,
+                                greedy=mode == "greedy", seed=seed)
+        ok = optimal_actions(roll["cells"], g)
+        taken = np.take_along_axis(ok, roll["actions"][..., None].astype(np.int64), -1)[..., 0]
+        out[f"{mode}_returns"] = roll["returns"]
+        out[f"{mode}_optimal_share"] = taken.mean(axis=(1, 2))
+    return out
+
+
+def run_darkroom_students(exp: DarkRoomStudents, scale: Scale, progress: bool = True) -> dict[str, np.ndarray]:
+    """Train the students, then the snapshot test on 16 training goals and on the 16 held-out goals."""
+    train_goals, held_out = goal_split(exp.data)
+    tested = {"train": train_goals[np.linspace(0, len(train_goals) - 1, len(held_out)).astype(int)],
+              "held_out": held_out}
+    runs = train_darkroom_students(exp, scale, progress)
+    out: dict[str, Any] = {"goals/train": tested["train"], "goals/held_out": tested["held_out"],
+                           "loss": np.array([r.loss for r in runs]), "accuracy": np.array([r.accuracy for r in runs]),
+                           "wall_seconds": np.array([r.wall_seconds for r in runs])}
+    for split, goals in tested.items():
+        results = [snapshot_test(r.model, goals, exp, seed=1000 + i) for i, r in enumerate(runs)]
+        for key in results[0]:
+            out[f"{split}/{key}"] = np.stack([x[key] for x in results])
+    for name in runs[0].model.state_dict():
+        out[f"weights/{name}"] = np.stack([r.model.state_dict()[name].numpy() for r in runs])
+    return out
+
+
+def darkroom_students_artifact(exp: DarkRoomStudents, scale: Scale, progress: bool = True) -> artifacts.Artifact:
+    """Chapter 4's Dark Room students and their snapshot test: stored if present, else trained and stored."""
+    return artifacts.cached(students_name(exp), exp, lambda: run_darkroom_students(exp, scale, progress),
+                            scale=scale.name, code=STUDENT_CODE)
+
+
+def student_network(art: artifacts.Artifact, cfg: Any, seed_index: int = 0) -> Any:
+    """One stored student as a frozen ``Student``."""
+    from imitlib.transformer import Student
+
+    model = Student(cfg.model)
+    model.load_state_dict({k[len("weights/"):]: torch.as_tensor(v[seed_index]) for k, v in art.data.items()
+                           if k.startswith("weights/")})
+    return model.eval()
+
+
+def teacher_snapshot_returns(data: DarkRoomHistories, goals: np.ndarray) -> np.ndarray:
+    """The Dark Room teacher *as it is at the end*: each recorded source run's final greedy return, for ``goals``
+    (``(goals, runs_per_goal)``)."""
+    _, greedy = source_returns(data)
+    final = greedy[:, -1].reshape(SIZE * SIZE, data.runs_per_goal)
+    return final[np.asarray(goals)]
+
+
+@dataclass(frozen=True)
+class GameStudents:
+    """ED students on a MinAtar teacher's expert episodes: student i imitates teacher seed i."""
+
+    teacher: TeacherExperiment
+    student: imitlib.imitation.StudentConfig
+    every: int  # the dataset's subsampling of learning episodes (part of its name)
+    eval_episodes: int  # per environment
+    num_envs: int = 4
+
+
+def game_students_config(scale: Scale, env_id: str | None = None) -> GameStudents:
+    """ED on the scale's teacher game (MinAtar Breakout at ci/lab)."""
+    from imitlib.imitation import StudentConfig
+    from imitlib.transformer import TransformerConfig
+
+    s = scale.student
+    teacher = teacher_experiment(scale, env_id)
+    spec = imitlib.envs.games.game_spec(teacher.dqn.env_id, full_action_space=teacher.dqn.full_action_space,
+                                        channels=teacher.dqn.channels)
+    model = TransformerConfig(obs_kind=spec.kind, obs_shape=spec.obs_shape if spec.kind == "minatar"
+                              else spec.obs_shape[-2:], n_actions=spec.n_actions, block_size=s.game_context_steps,
+                              n_layer=s.n_layer, n_head=s.n_head, n_embd=s.n_embd)
+    student = StudentConfig(model=model, kind="ed", context_steps=s.game_context_steps, updates=s.game_updates,
+                            batch_size=s.batch_size, warmup=max(1, s.game_updates // 20),
+                            checkpoint_every=max(1, min(250, s.game_updates // 4)), bf16=s.bf16)
+    return GameStudents(teacher=teacher, student=student, every=10, eval_episodes=s.game_eval_episodes)
+
+
+def run_game_students(exp: GameStudents, scale: Scale, progress: bool = True) -> dict[str, np.ndarray]:
+    """Train one ED student per teacher seed on that teacher's expert episodes; roll each out beside its teacher."""
+    from imitlib.history import HistoryReader
+    from imitlib.imitation import game_rollout, train_student
+
+    reader = HistoryReader(minatar_histories(exp.teacher, scale, every=exp.every) / "expert")
+    teachers = teacher_artifact(exp.teacher, scale, progress=progress)
+    root = _student_folder(f"ch04_ed_{exp.teacher.dqn.env_id.replace('/', '_')}", exp, scale)
+    out: dict[str, list] = {"returns": [], "agreement": [], "loss": [], "accuracy": [], "wall_seconds": []}
+    for i in range(len(exp.teacher.seeds)):
+        cfg = replace(exp.student, seed=i)
+        run = train_student(cfg, reader, [i], None if scale.name == "ci" else root / f"seed{i}", progress=progress)
+        roll = game_rollout(run.model, exp.teacher.dqn.env_id, num_envs=exp.num_envs, episodes=exp.eval_episodes,
+                            context_steps=cfg.context_steps, seed=2000 + i,
+                            teacher=teacher_network(teachers, exp.teacher, i))
+        for key, value in (("returns", roll["returns"].ravel()), ("agreement", roll["agreement"]),
+                           ("loss", run.loss), ("accuracy", run.accuracy), ("wall_seconds", run.wall_seconds)):
+            out[key].append(value)
+    return {"teacher_returns": teachers["eval_returns"][:, -1], **{k: np.array(v) for k, v in out.items()}}
+
+
+def game_students_name(exp: GameStudents) -> str:
+    """The artifact name of the ED students of a game's teachers."""
+    return f"ch04_ed_{exp.teacher.dqn.env_id.replace('/', '_')}"
+
+
+def game_students_artifact(exp: GameStudents, scale: Scale, progress: bool = True) -> artifacts.Artifact:
+    """Chapter 4's ED students on the teacher's game: stored if present, else trained and stored."""
+    return artifacts.cached(game_students_name(exp), exp,
+                            lambda: run_game_students(exp, scale, progress), scale=scale.name, code=STUDENT_CODE)
+
+
+STUDENT_CODE = (
+    imitlib.transformer.TransformerConfig, imitlib.transformer.observation_encoder, imitlib.transformer.CellEmbedding,
+    imitlib.transformer.MinAtarEncoder, imitlib.transformer.CausalSelfAttention,
+    imitlib.transformer._causal_attention_with_dropout, imitlib.transformer.Block, imitlib.transformer.Student,
+    imitlib.transformer.step_inputs, imitlib.transformer.first_steps, imitlib.imitation.StudentConfig,
+    imitlib.imitation.batches, imitlib.imitation.model_inputs, imitlib.imitation.loss_and_accuracy,
+    imitlib.imitation.make_optimizer, imitlib.imitation.train_student, imitlib.imitation.ContextStream,
+    imitlib.imitation.darkroom_rollout, imitlib.imitation.game_rollout, darkroom_students_config,
+    train_darkroom_students, students_name, student_goals, student_data, snapshot_test, run_darkroom_students,
+    game_students_config, run_game_students,
+    optimal_actions,
+)
 
 KINDS = {"ED": "ed", "AD": "ad"}  # student name -> kind (and plot colour), in the order the prose names them
 SPLITS = ("train", "held_out")  # the snapshot test's goal sets: goals the students trained on, and unseen ones

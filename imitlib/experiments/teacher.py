@@ -6,17 +6,266 @@ stays in the package's ``__init__``; this module only reads what it stores, so e
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
+import torch
 
+import imitlib.dqn
+import imitlib.envs.darkroom
+import imitlib.envs.games
+import imitlib.icl
+import imitlib.imitation
+import imitlib.probes
+import imitlib.stats
+import imitlib.tabular
+import imitlib.transformer
 from imitlib import anchors, artifacts, dqn, plots, stats
-from imitlib.envs.games import GameSpec
-from imitlib.experiments import TeacherExperiment, teacher_artifact, teacher_experiment, teacher_network
-from imitlib.experiments.common import CLI, load_or_explain
+from imitlib.envs.games import MINATAR_GAMES, GameSpec
+from imitlib.experiments.common import CLI, load_or_explain, recorded_dataset
 from imitlib.experiments.tabular import ci_text
-from imitlib.scale import get_scale
+from imitlib.scale import Scale, get_scale
+
+RECORD_EVERY = 10  # chapter 3 keeps every 10th episode of a MinAtar teacher's learning
+
+
+@dataclass(frozen=True)
+class TeacherExperiment:
+    """Chapter 2's experiment: one DQN per seed on one game, trained together."""
+
+    dqn: imitlib.dqn.DQNConfig
+    seeds: tuple[int, ...]
+
+
+def teacher_experiment(scale: Scale, env_id: str | None = None, seed: int = 0) -> TeacherExperiment:
+    """The teacher's settings at a scale (see :mod:`imitlib.scale`), optionally on another game."""
+    t = scale.teacher
+    cfg = imitlib.dqn.DQNConfig(
+        env_id=env_id or t.env_id, steps=t.steps, num_envs=t.num_envs, network=t.network,
+        buffer_size=t.buffer_size, batch_size=t.batch_size, train_every=t.train_every,
+        learning_starts=t.learning_starts, target_every=t.target_every, eps_end=t.eps_end,
+        eps_decay_steps=t.eps_decay_steps, lr=t.lr, adam_eps=t.adam_eps, segment_steps=t.segment_steps,
+        eval_episodes=t.eval_episodes, full_action_space=(env_id or t.env_id).startswith("ALE/"),
+    )
+    return TeacherExperiment(dqn=cfg, seeds=tuple(seed * 1000 + i for i in range(t.seeds)))
+
+
+def snapshot_segments(n_segments: int, count: int = 6) -> list[int]:
+    """Segments after which the first seed's weights are kept: log-spaced, so early learning is visible."""
+    return sorted({round(x) for x in np.geomspace(1, n_segments, count)})
+
+
+def run_teacher(exp: TeacherExperiment, run_dir: Path | None = None, progress: bool = True,
+                on_step: Any = None) -> dict[str, np.ndarray]:
+    """Train the teachers (resuming from ``run_dir``) and return their metrics and final weights as arrays.
+
+    The first seed's weights are also kept after a few log-spaced segments (in ``run_dir/snapshots`` while
+    training), so the book can show the teacher playing, and its Q-values, at several points of training.
+    ``on_step`` (a recorder's hook) sees every step; it does not change what is learned.
+    """
+    n_segments = -(-exp.dqn.steps // exp.dqn.segment_steps)
+    keep = snapshot_segments(n_segments)
+    snapshots: dict[int, dict[str, np.ndarray]] = {}
+    snap_dir = run_dir / "snapshots" if run_dir else None
+
+    def on_segment(run: imitlib.dqn.DQNRun) -> None:
+        if run.state.segment not in keep:
+            return
+        weights = {k: v[0].detach().clone() for k, v in run.q.online.state_dict().items()}
+        snapshots[run.state.env_steps] = {k: v.numpy() for k, v in weights.items()}
+        if snap_dir:
+            snap_dir.mkdir(parents=True, exist_ok=True)
+            artifacts.atomic_write_bytes(snap_dir / f"{run.state.env_steps:010d}.pt", lambda f: torch.save(weights, f))
+
+    run = imitlib.dqn.train(exp.dqn, exp.seeds, run_dir=run_dir, progress=progress,
+                            hooks=imitlib.dqn.Hooks(on_step=on_step, on_segment=on_segment))
+    if snap_dir and snap_dir.exists():  # snapshots written before an interruption
+        for path in sorted(snap_dir.glob("*.pt")):
+            blob = torch.load(path, map_location="cpu", weights_only=True)
+            snapshots.setdefault(int(path.stem), {k: v.numpy() for k, v in blob.items()})
+    bin_steps = max(exp.dqn.segment_steps // 5, exp.dqn.num_envs)
+    train_steps, train_returns = run.train_curve(bin_steps)
+    eval_steps, eval_returns = run.eval_curve()
+    out = {
+        "seeds": np.array(exp.seeds),
+        "train_steps": train_steps,
+        "train_returns": train_returns,  # (S, bins): mean raw return of training episodes ending in each bin
+        "eval_steps": eval_steps,
+        "eval_returns": np.array([r for _, r in run.state.evals]).transpose(1, 0, 2),  # (S, evals, episodes)
+        "eval_means": eval_returns,
+        "loss_steps": np.array([x[0] for x in run.state.losses]),
+        "losses": np.array([x[1] for x in run.state.losses]).T.reshape(len(exp.seeds), -1),
+        "mean_q": np.array([x[2] for x in run.state.losses]).T.reshape(len(exp.seeds), -1),
+        "wall_seconds": np.array(run.state.wall_seconds),
+        "env_steps": np.array(run.state.env_steps),
+    }
+    for name, value in run.q.online.state_dict().items():
+        out[f"weights/{name}"] = value.numpy()
+    out["snapshot_steps"] = np.array(sorted(snapshots))
+    for name in run.q.online.state_dict():
+        out[f"snapshots/{name}"] = np.stack([snapshots[k][name] for k in sorted(snapshots)])
+    out["_run"] = run  # type: ignore[assignment]  # for a recorder's expert episodes; dropped before storing
+    return out
+
+
+def teacher_artifact(exp: TeacherExperiment, scale: Scale, progress: bool = True) -> artifacts.Artifact:
+    """Chapter 2's teachers: stored ones if present, else trained (resumably, under ``runs/``) and stored."""
+    name = _teacher_name(exp)
+    key = artifacts.config_hash(name, exp, scale.name)
+    run_dir = artifacts.results_root().parent / "runs" / f"{name}-{scale.name}-{key}"
+
+    def compute() -> dict[str, np.ndarray]:
+        recorded = _record_teacher(exp, scale, progress=progress) if exp.dqn.env_id in MINATAR_GAMES else None
+        out = recorded or run_teacher(exp, None if scale.name == "ci" else run_dir, progress=progress)
+        return {k: v for k, v in out.items() if k != "_run"}
+
+    return artifacts.cached(name, exp, compute, scale=scale.name, code=TEACHER_CODE)
+
+
+def _teacher_name(exp: TeacherExperiment) -> str:
+    return f"ch02_teacher_{exp.dqn.env_id.replace('/', '_')}"
+
+
+def _record_teacher(exp: TeacherExperiment, scale: Scale, every: int = RECORD_EVERY,
+                    progress: bool = True) -> dict[str, np.ndarray] | None:
+    """Train once for chapters 2 and 3: record the histories while the teachers learn and return the teachers'
+    arrays, or None when the dataset was already recorded (then nothing is trained here)."""
+    out: dict[str, dict[str, np.ndarray]] = {}
+
+    def record(folder: Path) -> dict[str, Any]:
+        timings, out["teacher"] = record_minatar(exp, folder, every=every, progress=progress)
+        return timings
+
+    recorded_dataset(_minatar_dataset_name(exp, every), exp, scale, record)
+    return out.get("teacher")
+
+
+def teacher_network(art: artifacts.Artifact, exp: TeacherExperiment, seed_index: int = 0,
+                    snapshot: int | None = None) -> torch.nn.Module:
+    """One teacher as an ``nn.Module``: final weights, or those of the ``snapshot``-th stored snapshot (seed 0)."""
+    spec = imitlib.envs.games.game_spec(exp.dqn.env_id, full_action_space=exp.dqn.full_action_space,
+                                        channels=exp.dqn.channels)
+    prefix, index = ("weights/", seed_index) if snapshot is None else ("snapshots/", snapshot)
+    stacked = imitlib.dqn.StackedNet(lambda: imitlib.dqn.make_network(exp.dqn, spec), [0])
+    stacked.load_state_dict({k[len(prefix):]: torch.as_tensor(v[index : index + 1]) for k, v in art.data.items()
+                             if k.startswith(prefix)})
+    return stacked.single(0)
+
+
+def random_returns(env_id: str, episodes: int, seed: int = 0, **env_options: object) -> np.ndarray:
+    """Raw returns of the uniform random policy: the floor every learning curve is compared with."""
+    envs = imitlib.envs.games.make_vec_env(env_id, episodes, **env_options)
+    rng = np.random.default_rng(seed)
+    envs.reset(seed=[seed * 100_000 + i for i in range(episodes)])
+    returns, running = np.zeros(episodes), np.ones(episodes, bool)
+    n_actions = int(envs.single_action_space.n)
+    for _ in range(27_000):
+        _, reward, terminated, truncated, _ = envs.step(rng.integers(n_actions, size=episodes))
+        returns += np.asarray(reward) * running
+        running &= ~(np.asarray(terminated) | np.asarray(truncated))
+        if not running.any():
+            break
+    envs.close()
+    return returns
+
+
+LAYER_NAMES = {"weights.0": "conv", "weights.1": "hidden layer", "weights.2": "Q head"}
+
+
+def weight_drift(art: artifacts.Artifact) -> dict[str, np.ndarray]:
+    """Per layer, how far the first seed's weights are from the first kept snapshot: ||W - W_0|| / ||W_0||."""
+    out = {}
+    for key, w in sorted(art.data.items()):
+        if key.startswith("snapshots/weights"):
+            flat = w.reshape(len(w), -1)
+            name = key.split("/", 1)[1]
+            out[LAYER_NAMES.get(name, name)] = np.linalg.norm(flat - flat[0], axis=1) / np.linalg.norm(flat[0])
+    return out
+
+
+def probe_values(art: artifacts.Artifact, exp: TeacherExperiment, states: np.ndarray) -> np.ndarray:
+    """Mean over ``states`` of max_a Q, as each kept snapshot of the first seed sees them: ``(snapshots,)``."""
+    spec = imitlib.envs.games.game_spec(exp.dqn.env_id, full_action_space=exp.dqn.full_action_space,
+                                        channels=exp.dqn.channels)
+    x = imitlib.dqn.preprocess(spec, torch.as_tensor(states))
+    with torch.no_grad():
+        return np.array([teacher_network(art, exp, snapshot=i)(x).max(-1).values.mean().item()
+                         for i in range(len(art["snapshot_steps"]))])
+
+
+# the source that determines a teacher artifact (edits elsewhere do not mark stored teachers stale)
+TEACHER_CODE = (
+    imitlib.dqn.DQNConfig, imitlib.dqn.StackedNet, imitlib.dqn.StackedQ, imitlib.dqn.ReplayBuffer, imitlib.dqn.train,
+    imitlib.dqn._run_segment, imitlib.dqn._update, imitlib.dqn.td_loss, imitlib.dqn.act, imitlib.dqn.evaluate,
+    imitlib.dqn.minatar_net, imitlib.dqn.nature_cnn, imitlib.dqn.preprocess, imitlib.envs.games.make_vec_env,
+    imitlib.envs.games._minatar_env, imitlib.envs.games.PadChannels, teacher_experiment, run_teacher,
+    snapshot_segments,
+)
+
+
+def _minatar_dataset_name(exp: TeacherExperiment, every: int) -> str:
+    return f"{exp.dqn.env_id.replace('/', '_')}-every{every}"
+
+
+def minatar_histories(exp: TeacherExperiment, scale: Scale, every: int = RECORD_EVERY) -> Path:
+    """A MinAtar teacher dataset folder (``learning/``, ``expert/``), recorded first if absent (a full training).
+
+    Recording trains the teachers, so chapter 2's artifact is stored from the same run when it is missing."""
+    teacher: dict[str, dict[str, np.ndarray]] = {}
+
+    def record(folder: Path) -> dict[str, Any]:
+        timings, teacher["arrays"] = record_minatar(exp, folder, every=every)
+        return timings
+
+    folder = recorded_dataset(_minatar_dataset_name(exp, every), exp, scale, record)
+    if teacher and every == RECORD_EVERY and not artifacts.is_stored(_teacher_name(exp), exp, scale.name):
+        arrays = {k: v for k, v in teacher["arrays"].items() if k != "_run"}
+        artifacts.cached(_teacher_name(exp), exp, lambda: arrays, scale=scale.name, code=TEACHER_CODE)
+    return folder
+
+
+def record_minatar(exp: TeacherExperiment, folder: Path, every: int = RECORD_EVERY, expert_episodes: int = 20,
+                   expert_epsilon: float = 0.05, progress: bool = True,
+                   ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Train the teachers with a recorder attached (every ``every``-th episode of each seed goes to
+    ``folder/learning``), then record ``expert_episodes`` per seed of each final teacher in ``folder/expert``.
+    Returns the timings and the teachers' arrays (as :func:`run_teacher` gives them): one run serves both
+    chapter 2 and chapter 3.
+    """
+    import time
+
+    from imitlib.history import DQNRecorder, Episode, HistoryWriter
+
+    spec = imitlib.envs.games.game_spec(exp.dqn.env_id, full_action_space=exp.dqn.full_action_space,
+                                        channels=exp.dqn.channels)
+    meta = {"teacher": artifacts.to_jsonable(exp), "every": every}
+    start = time.perf_counter()
+    with HistoryWriter(folder / "learning", obs_kind=spec.kind, obs_shape=spec.obs_shape, n_actions=spec.n_actions,
+                       mode="overwrite", meta=meta) as writer:
+        for i, seed in enumerate(exp.seeds):
+            writer.set_run(i, game=exp.dqn.env_id, seed=seed)
+        recorder = DQNRecorder(writer, range(len(exp.seeds)), every=every)
+        teacher = run_teacher(exp, progress=progress, on_step=recorder.on_step)
+        run = teacher["_run"]
+    learning_seconds = time.perf_counter() - start
+    with HistoryWriter(folder / "expert", obs_kind=spec.kind, obs_shape=spec.obs_shape, n_actions=spec.n_actions,
+                       mode="overwrite", meta={**meta, "expert_epsilon": expert_epsilon}) as writer:
+        for i, seed in enumerate(exp.seeds):
+            writer.set_run(i, game=exp.dqn.env_id, seed=seed)
+            net = run.q.online.single(i)
+            for k in range(expert_episodes):
+                frames, actions, rewards = imitlib.dqn.play(net, exp.dqn, spec, seed=seed * 1000 + k,
+                                                            epsilon=expert_epsilon, max_steps=10_000)
+                t = len(actions)
+                writer.add(Episode(run=i, episode=k, obs=DQNRecorder.encode(frames), action=actions,
+                                   reward=rewards, terminated=np.arange(t) == t - 1, truncated=np.zeros(t, bool),
+                                   update=np.full(t, run.state.updates), epsilon=np.full(t, expert_epsilon)))
+    return {"learning_seconds": learning_seconds, "total_seconds": time.perf_counter() - start}, teacher
+
+
 
 STRIP_FRAMES = 8  # frames shown per episode: enough to follow the ball, few enough to fit the page's width
 FULL_SCALE = "full"  # the scale whose teachers play ALE Atari Breakout (trained on a GPU machine, never here)

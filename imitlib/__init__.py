@@ -9,10 +9,11 @@ Where things are (data flows down the list: env -> learner -> recorder -> studen
 - ``icl``: linear self-attention vs gradient descent; ``probes``: linear probes of activations
 - ``stats``, ``plots``, ``widgets``: intervals across seeds, one figure style, notebook explorers
 - ``scale``: the ci / lab / full sizes; ``artifacts``: stored results with provenance; ``io``: checkpoint errors
-- ``experiments``: each chapter's pipeline (``__init__``) and, per chapter, the numbers and verdicts its prose
-  cites (``tabular``, ``teacher``, ``histories``, ``students``, ``incontext``); ``common``: load or explain
+- ``experiments``: one module per experiment (``tabular``, ``teacher``, ``histories``, ``students``, ``regression``,
+  ``incontext``, ``probing``): pipeline, artifact, the numbers and verdicts its chapter cites; ``common``: load or
+  explain; ``fingerprints``: digests of what results were made from
 - ``book``: glue for the prose (with or without myst-nb), tables, provenance, what each chapter loads
-- ``cli``: ``python -m imitlib ...`` runs any pipeline headless
+- ``cli``: ``python -m imitlib ...`` runs any pipeline headless; ``restamp``: fresh hashes for proven-unchanged results
 """
 
 __version__ = "0.1.0"

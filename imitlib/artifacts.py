@@ -83,6 +83,7 @@ class Status:
     folder: Path
     state: str  # "stored", "stale" (stored, made by other code) or "missing"
     seconds: float | None  # how long the stored one took to compute
+    code_hash: str = ""  # the hash of today's code for it (what a re-stamp writes)
 
 
 class NotStored(LookupError):
@@ -173,6 +174,8 @@ def code_hash(code: Sequence[ModuleType | type | Callable[..., Any]]) -> str:
     h = hashlib.sha256()
     for obj in code:
         name = obj.__name__ if isinstance(obj, ModuleType) else f"{obj.__module__}.{obj.__qualname__}"
+        if name.rsplit(".", 1)[-1].startswith("_"):
+            raise ValueError(f"code list names the private {name}: declare its module or a public function instead")
         h.update(name.encode())
         h.update(inspect.getsource(obj).encode())
     return h.hexdigest()[:12]
@@ -318,11 +321,12 @@ def _dry_load(name: str, folder: Path, source: str) -> Artifact:
     """:func:`cached` during a dry run: record what is there, load it if stored, never compute."""
     assert _dry is not None
     if not (folder / "provenance.json").exists():
-        _dry.append(Status(name, folder, "missing", None))
+        _dry.append(Status(name, folder, "missing", None, source))
         raise NotStored(f"{name} is not stored in {folder.parent}")
     art = load(folder)
     art.stale = art.provenance.get("code_hash") != source
-    _dry.append(Status(name, folder, "stale" if art.stale else "stored", art.provenance.get("compute_seconds")))
+    _dry.append(Status(name, folder, "stale" if art.stale else "stored", art.provenance.get("compute_seconds"),
+                       source))
     return art
 
 

@@ -4,6 +4,7 @@
     python -m imitlib student --kind ad         # chapter 4: a Dark Room student (ed or ad)
     python -m imitlib incontext --part main     # chapter 5: frozen students on held-out goals
     python -m imitlib scales                    # what each scale sets
+    python -m imitlib restamp --after TEST      # mark unchanged results fresh once TEST proves them unchanged
 """
 
 from __future__ import annotations
@@ -15,14 +16,15 @@ import sys
 
 import numpy as np
 
-from imitlib import experiments
+from imitlib import artifacts, experiments, restamp
 from imitlib.artifacts import ArtifactError
 from imitlib.envs.games import check_env_id
 from imitlib.history import HistoryError
 from imitlib.io import CheckpointMismatchError
 from imitlib.scale import PRESETS, UnknownScaleError, get_scale
 
-KNOWN_ERRORS = (CheckpointMismatchError, HistoryError, ArtifactError)  # bad files: one line, exit 1, no traceback
+# bad files, failed proofs: one line, exit 1, no traceback
+KNOWN_ERRORS = (CheckpointMismatchError, HistoryError, ArtifactError, restamp.RestampError)
 
 
 class Parser(argparse.ArgumentParser):
@@ -185,6 +187,19 @@ def cmd_scales(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_restamp(args: argparse.Namespace) -> int:
+    """Run a proof test, then give the stale artifacts it covers today's code hash (see :mod:`imitlib.restamp`)."""
+    repo = artifacts.results_root().parent
+    done, left = restamp.restamp(args.after, repo, scale=args.scale)
+    for name in done:
+        print(f"re-stamped {name} after {args.after}")
+    for name in left:
+        print(f"still stale: {name} ({args.after} does not cover it; recompute it)")
+    if not done and not left:
+        print("nothing stale: nothing to re-stamp")
+    return 1 if left else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = Parser(prog="python -m imitlib", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
@@ -218,6 +233,11 @@ def main(argv: list[str] | None = None) -> int:
                    help="ablations: one of them by name (default: every one)")
     p.add_argument("--scale", default=None, help="ci, lab or full (default: $IMITLIB_SCALE or lab)")
     p.set_defaults(fn=cmd_incontext)
+    p = sub.add_parser("restamp", help="after a proof test passes, mark the stale results it covers as current")
+    p.add_argument("--after", required=True, choices=list(restamp.PROOFS), metavar="TEST",
+                   help="the proof test (pytest node id): " + ", ".join(restamp.PROOFS))
+    p.add_argument("--scale", default="lab", choices=["lab", "full"])
+    p.set_defaults(fn=cmd_restamp)
     p = sub.add_parser("scales", help="print the scale presets")
     p.set_defaults(fn=cmd_scales)
     args = parser.parse_args(argv)

@@ -37,7 +37,7 @@ class GameSpec:
     """What a learner needs to know about a game's observations and actions."""
 
     env_id: str
-    kind: str  # "minatar" or "atari"
+    kind: str  # "minatar" or "ale" (the names the history and the student use too)
     frame_shape: tuple[int, ...]  # one frame: (10, 10, C) bool for MinAtar, (84, 84) uint8 for ALE
     stack: int  # frames per observation (1 for MinAtar, 4 for ALE)
     n_actions: int
@@ -135,7 +135,7 @@ def game_spec(env_id: str, *, full_action_space: bool = False, channels: int | N
         spec = GameSpec(env_id, "minatar", env.observation_space.shape, 1, int(env.action_space.n))
         env.close()
         return spec
-    return GameSpec(env_id, "atari", (84, 84), 4, 18 if full_action_space else _ale_minimal_actions(env_id))
+    return GameSpec(env_id, "ale", (84, 84), 4, 18 if full_action_space else _ale_minimal_actions(env_id))
 
 
 def _ale_minimal_actions(env_id: str) -> int:

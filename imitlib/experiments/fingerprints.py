@@ -110,6 +110,26 @@ def array_fingerprint(a: np.ndarray) -> dict[str, Any]:
             "abs_sum": float(np.nansum(np.abs(x))) if numeric else None}
 
 
+RELATIVE = 1e-6  # sums may differ this much (BLAS reduction order); a real change moves them far more
+
+
+def differences(old: dict[str, dict[str, Any]], new: dict[str, dict[str, Any]]) -> list[str]:
+    """What differs between two results' array fingerprints: none, or "key: shape/dtype/values/missing"."""
+    out = []
+    for key, a in old.items():
+        b = new.get(key)
+        if b is None:
+            out.append(f"{key}: missing")
+        elif a["shape"] != b["shape"]:
+            out.append(f"{key}: shape")
+        elif a["dtype"] != b["dtype"]:
+            out.append(f"{key}: dtype")
+        elif a["sha256"] != b["sha256"] and not (a["sum"] is not None and all(
+                np.isclose(a[s], b[s], rtol=RELATIVE, atol=1e-9) for s in ("sum", "abs_sum"))):
+            out.append(f"{key}: values")
+    return out
+
+
 def result_fingerprints(scale: Scale) -> dict[str, dict[str, dict[str, Any]]]:
     """Every stored result the book loads, computed at ``scale`` (meant for ``ci``: minutes), array by array."""
     from imitlib.book import stored_results

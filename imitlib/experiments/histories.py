@@ -103,11 +103,11 @@ def record_darkroom(cfg: DarkRoomHistories, folder: Path) -> dict[str, Any]:
                        meta={**meta, "expert_of": "final greedy policy of each learning run"}) as writer:
         for run, goal in zip(runs, goals, strict=True):
             writer.set_run(int(run), goal=int(goal), split="train" if goal in set(train.tolist()) else "held_out")
-        _greedy_episodes(result.q, goals, runs, cfg.expert_episodes, writer, expert_cfg)
+        greedy_episodes(result.q, goals, runs, cfg.expert_episodes, writer, expert_cfg)
     return {"learning_seconds": learning_seconds, "total_seconds": time.perf_counter() - start}
 
 
-def _greedy_episodes(q: np.ndarray, goals: np.ndarray, runs: np.ndarray, n: int, writer: Any,
+def greedy_episodes(q: np.ndarray, goals: np.ndarray, runs: np.ndarray, n: int, writer: Any,
                      cfg: QLearningConfig) -> None:
     """``n`` copies of each table's greedy episode, written as blocks."""
     from imitlib.history import PerEpisode

@@ -104,7 +104,7 @@ def probes_artifact(test: ProbeTest, scale: Scale, progress: bool = True) -> art
     """Chapter 5's probes of one set of students: stored if present, else computed."""
     return artifacts.cached(students_name(test.students).replace("ch04_", "ch05_probes_", 1), test,
                             lambda: run_probes(test, scale, progress), scale=scale.name,
-                            code=(*STUDENT_CODE, probe_features, run_probes, imitlib.probes.fit_probe))
+                            code=(*STUDENT_CODE, probe_features, run_probes, imitlib.probes))
 
 
 PROBES_COMMAND = f"{CLI} incontext --part probes --scale {{scale}}"

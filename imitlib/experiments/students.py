@@ -32,12 +32,16 @@ from imitlib.experiments.histories import (
     darkroom_histories,
     darkroom_histories_config,
     goal_split,
+    greedy_episodes,
+    record_darkroom,
     source_returns,
 )
 from imitlib.experiments.teacher import (
+    TEACHER_CODE,
     TeacherExperiment,
     minatar_histories,
     random_returns,
+    record_minatar,
     teacher_artifact,
     teacher_experiment,
     teacher_network,
@@ -259,16 +263,11 @@ def game_students_artifact(exp: GameStudents, scale: Scale, progress: bool = Tru
 
 
 STUDENT_CODE = (
-    imitlib.transformer.TransformerConfig, imitlib.transformer.observation_encoder, imitlib.transformer.CellEmbedding,
-    imitlib.transformer.MinAtarEncoder, imitlib.transformer.CausalSelfAttention,
-    imitlib.transformer._causal_attention_with_dropout, imitlib.transformer.Block, imitlib.transformer.Student,
-    imitlib.transformer.step_inputs, imitlib.transformer.first_steps, imitlib.imitation.StudentConfig,
-    imitlib.imitation.batches, imitlib.imitation.model_inputs, imitlib.imitation.loss_and_accuracy,
-    imitlib.imitation.make_optimizer, imitlib.imitation.train_student, imitlib.imitation.ContextStream,
-    imitlib.imitation.darkroom_rollout, imitlib.imitation.game_rollout, darkroom_students_config,
-    train_darkroom_students, students_name, student_goals, student_data, snapshot_test, run_darkroom_students,
-    game_students_config, run_game_students,
-    optimal_actions,
+    imitlib.transformer, imitlib.imitation, imitlib.history, imitlib.envs.darkroom, imitlib.envs.games,
+    *TEACHER_CODE, record_minatar, minatar_histories,  # the games' data (and the rollout's frame encoding)
+    darkroom_histories_config, darkroom_histories, record_darkroom, greedy_episodes, goal_split,  # Dark Room data
+    darkroom_students_config, train_darkroom_students, students_name, student_goals, student_data, snapshot_test,
+    run_darkroom_students, game_students_config, run_game_students, optimal_actions,
 )
 
 KINDS = {"ED": "ed", "AD": "ad"}  # student name -> kind (and plot colour), in the order the prose names them

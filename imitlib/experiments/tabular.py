@@ -66,14 +66,14 @@ def experiment_goals(exp: TabularExperiment, size: int = SIZE) -> np.ndarray:
     return np.sort(order[: min(exp.goals, len(cells))])
 
 
-def _grid(n_seeds: int, goals: np.ndarray, seed: int, tag: int) -> tuple[np.ndarray, np.ndarray]:
+def seed_goal_grid(n_seeds: int, goals: np.ndarray, seed: int, tag: int) -> tuple[np.ndarray, np.ndarray]:
     """All (seed, goal) runs of an experiment, flattened, with one random stream per run."""
     seed_idx, goal = np.meshgrid(np.arange(n_seeds), goals, indexing="ij")
     seeds = np.stack([np.full(seed_idx.size, seed), seed_idx.ravel(), goal.ravel(), np.full(seed_idx.size, tag)], 1)
     return goal.ravel(), seeds
 
 
-def _per_seed(x: np.ndarray, n_seeds: int) -> np.ndarray:
+def per_seed(x: np.ndarray, n_seeds: int) -> np.ndarray:
     """(E, seeds * goals) -> (seeds, E): average over goals within each seed."""
     return x.reshape(x.shape[0], n_seeds, -1).mean(2).T
 
@@ -83,8 +83,8 @@ def run_tabular_experiment(exp: TabularExperiment, progress: bool = False) -> di
     goals = experiment_goals(exp)
     moved = np.array([mirrored_goal(g) for g in goals])
     out: dict[str, np.ndarray] = {"goals": goals, "moved_goals": moved}
-    learn_goal, learn_seeds = _grid(exp.seeds, goals, exp.seed, tag=0)
-    sw_goal, sw_seeds = _grid(exp.seeds, goals, exp.seed, tag=1)
+    learn_goal, learn_seeds = seed_goal_grid(exp.seeds, goals, exp.seed, tag=0)
+    sw_goal, sw_seeds = seed_goal_grid(exp.seeds, goals, exp.seed, tag=1)
     sw_plan = np.concatenate([np.broadcast_to(sw_goal, (exp.switch_episodes, sw_goal.size)),
                               np.broadcast_to(np.array([mirrored_goal(g) for g in sw_goal]),
                                               (exp.switch_episodes, sw_goal.size))])
@@ -95,7 +95,7 @@ def run_tabular_experiment(exp: TabularExperiment, progress: bool = False) -> di
                                           ("switch", sw_plan, sw_seeds, 2 * exp.switch_episodes)):
             res = q_learning(cfg, plan, seeds, n_ep, evaluate_greedy=True, progress=progress)
             for k, arr in zip(keys, (res.returns, res.greedy_returns, res.update_size), strict=True):
-                parts[f"{prefix}_{k}"].append(_per_seed(arr, exp.seeds))
+                parts[f"{prefix}_{k}"].append(per_seed(arr, exp.seeds))
     out.update({k: np.stack(v) for k, v in parts.items()})  # (learners, seeds, episodes)
     out["epsilon_learn"] = np.array([exp.learners[0][1].epsilon(e) for e in range(exp.episodes)])
     out["optimal"] = np.array(np.mean([optimal_return(int(g)) for g in goals]))
@@ -110,8 +110,8 @@ def tabular_artifact(exp: TabularExperiment, scale: Scale, progress: bool = True
     """Chapter 1's results: stored ones if present (``lab``/``full``), else computed and stored."""
     return artifacts.cached(
         "ch01_tabular", exp, lambda: run_tabular_experiment(exp, progress=progress), scale=scale.name,
-        code=(run_tabular_experiment, showcase_run, experiment_goals, mirrored_goal, greedy_path, _grid, _per_seed,
-              tabular_experiment, imitlib.tabular, imitlib.envs.darkroom),
+        code=(imitlib.tabular, imitlib.envs.darkroom, tabular_experiment, run_tabular_experiment, showcase_run,
+              experiment_goals, mirrored_goal, greedy_path, seed_goal_grid, per_seed),
     )
 
 

@@ -197,13 +197,7 @@ def probe_values(art: artifacts.Artifact, exp: TeacherExperiment, states: np.nda
 
 
 # the source that determines a teacher artifact (edits elsewhere do not mark stored teachers stale)
-TEACHER_CODE = (
-    imitlib.dqn.DQNConfig, imitlib.dqn.StackedNet, imitlib.dqn.StackedQ, imitlib.dqn.ReplayBuffer, imitlib.dqn.train,
-    imitlib.dqn._run_segment, imitlib.dqn._update, imitlib.dqn.td_loss, imitlib.dqn.act, imitlib.dqn.evaluate,
-    imitlib.dqn.minatar_net, imitlib.dqn.nature_cnn, imitlib.dqn.preprocess, imitlib.envs.games.make_vec_env,
-    imitlib.envs.games._minatar_env, imitlib.envs.games.PadChannels, teacher_experiment, run_teacher,
-    snapshot_segments,
-)
+TEACHER_CODE = (imitlib.dqn, imitlib.envs.games, teacher_experiment, run_teacher, snapshot_segments)
 
 
 def _minatar_dataset_name(exp: TeacherExperiment, every: int) -> str:

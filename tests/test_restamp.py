@@ -1,9 +1,10 @@
 """The proofs behind ``python -m imitlib restamp`` and the command itself.
 
 Each proof compares what today's code computes with a fixture made by the code that stored the lab artifacts
-(``tests/fixtures/``; how each was made is written in it). ``IMITLIB_PROOF=1`` (set by the restamp command) runs
-them in full; without it the Dark Room proof runs its quick ci part and the ci-results proof is skipped (it
-computes every chapter at ci: minutes).
+(``tests/fixtures/``: ``darkroom_fingerprints_lab.json`` by 29fb349, the history code that trained the stored Dark
+Room students; ``ci_fingerprints.json`` says per result which commit made it). ``IMITLIB_PROOF=1`` (set by the
+restamp command) runs them in full; without it the Dark Room proof runs its quick ci part and the ci-results proof
+is skipped (it computes every chapter at ci: minutes).
 """
 
 from __future__ import annotations
@@ -135,3 +136,8 @@ def test_the_cli_says_when_nothing_is_stale(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(restamp, "stale_artifacts", lambda scale: [])
     assert main(["restamp", "--after", next(iter(restamp.PROOFS))]) == 0
     assert "nothing stale" in capsys.readouterr().out
+
+
+def test_timings_are_not_results():
+    old = {"wall_seconds": fingerprints.array_fingerprint(np.array([1.0]))}
+    assert fingerprints.differences(old, {"wall_seconds": fingerprints.array_fingerprint(np.array([2.0]))}) == []

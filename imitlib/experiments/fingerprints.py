@@ -111,12 +111,15 @@ def array_fingerprint(a: np.ndarray) -> dict[str, Any]:
 
 
 RELATIVE = 1e-6  # sums may differ this much (BLAS reduction order); a real change moves them far more
+TIMINGS = ("wall_seconds",)  # how long a run took: a measurement of the machine, not a result
 
 
 def differences(old: dict[str, dict[str, Any]], new: dict[str, dict[str, Any]]) -> list[str]:
     """What differs between two results' array fingerprints: none, or "key: shape/dtype/values/missing"."""
     out = []
     for key, a in old.items():
+        if key in TIMINGS:
+            continue
         b = new.get(key)
         if b is None:
             out.append(f"{key}: missing")

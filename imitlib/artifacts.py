@@ -68,10 +68,12 @@ class Artifact:
         where = f" (`{_display_path(self.path)}`)" if self.path else ""
         stale = (" **The code that produces it has changed since; rerun with `IMITLIB_RECOMPUTE=1` to refresh "
                  "it.**" if self.stale else "")
+        restamped = "".join(f" Re-stamped on {r['date']} at `{r['commit']}` after `{r['after']}` (code changed, "
+                            f"results proven unchanged)." for r in p.get("restamped", []))
         return (
             f"**Provenance.** `{p['name']}` at scale `{p['scale']}`, {how}{where}: "
             f"imitlib {p['imitlib_version']} at `{commit}`, created {p['created']}, "
-            f"{p['compute_seconds']:.1f} s to compute, config hash `{p['config_hash']}`.{stale}"
+            f"{p['compute_seconds']:.1f} s to compute, config hash `{p['config_hash']}`.{restamped}{stale}"
         )
 
 

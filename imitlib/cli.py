@@ -194,7 +194,7 @@ def cmd_restamp(args: argparse.Namespace) -> int:
     for name in done:
         print(f"re-stamped {name} after {args.after}")
     for name in left:
-        print(f"still stale: {name} ({args.after} does not cover it; recompute it)")
+        print(f"still stale: {name} ({args.after} does not cover it: recompute it or name a proof that does)")
     if not done and not left:
         print("nothing stale: nothing to re-stamp")
     return 1 if left else 0

@@ -88,6 +88,7 @@ def test_a_stamp_makes_the_artifact_current_and_says_why(tmp_path, monkeypatch):
     note = art.provenance["restamped"][-1]
     assert note["after"] == test and note["old_code_hash"] != art.provenance["code_hash"]
     assert artifacts.load(status.folder).provenance["code_hash"] == status.code_hash  # checksums still hold
+    assert f"after `{test}`" in art.provenance_markdown()  # the book's provenance dropdown says so
 
 
 def test_a_failed_proof_stamps_nothing(tmp_path, monkeypatch):

@@ -14,15 +14,8 @@ from typing import Any
 import matplotlib.pyplot as plt
 import numpy as np
 
-import imitlib.dqn
 import imitlib.envs.darkroom
-import imitlib.envs.games
-import imitlib.icl
-import imitlib.imitation
-import imitlib.probes
-import imitlib.stats
 import imitlib.tabular
-import imitlib.transformer
 from imitlib import artifacts, book, history, plots
 from imitlib.envs.darkroom import HORIZON, SIZE
 from imitlib.experiments.common import CLI, load_or_explain, ready, recorded_dataset

@@ -10,15 +10,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-import imitlib.dqn
 import imitlib.envs.darkroom
-import imitlib.envs.games
-import imitlib.icl
 import imitlib.imitation
 import imitlib.probes
-import imitlib.stats
-import imitlib.tabular
-import imitlib.transformer
 from imitlib import artifacts, plots
 from imitlib.envs.darkroom import HORIZON, SIZE
 from imitlib.experiments.common import CLI, load_or_explain

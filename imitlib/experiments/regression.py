@@ -9,15 +9,7 @@ from typing import Any
 import matplotlib.pyplot as plt
 import numpy as np
 
-import imitlib.dqn
-import imitlib.envs.darkroom
-import imitlib.envs.games
 import imitlib.icl
-import imitlib.imitation
-import imitlib.probes
-import imitlib.stats
-import imitlib.tabular
-import imitlib.transformer
 from imitlib import artifacts, book, plots, stats
 from imitlib.experiments.common import CLI, MISSING, load_or_explain
 from imitlib.scale import Scale

@@ -15,14 +15,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-import imitlib.dqn
 import imitlib.envs.darkroom
 import imitlib.envs.games
-import imitlib.icl
 import imitlib.imitation
-import imitlib.probes
-import imitlib.stats
-import imitlib.tabular
 import imitlib.transformer
 from imitlib import artifacts, book, plots, stats
 from imitlib.envs.darkroom import HORIZON, SIZE, optimal_return, random_policy_return

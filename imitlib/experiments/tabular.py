@@ -11,15 +11,9 @@ from typing import Any
 
 import numpy as np
 
-import imitlib.dqn
 import imitlib.envs.darkroom
-import imitlib.envs.games
-import imitlib.icl
-import imitlib.imitation
-import imitlib.probes
 import imitlib.stats
 import imitlib.tabular
-import imitlib.transformer
 from imitlib import artifacts, stats
 from imitlib.envs.darkroom import HORIZON, SIZE, optimal_return, random_policy_return
 from imitlib.scale import Scale

@@ -15,14 +15,7 @@ import numpy as np
 import torch
 
 import imitlib.dqn
-import imitlib.envs.darkroom
 import imitlib.envs.games
-import imitlib.icl
-import imitlib.imitation
-import imitlib.probes
-import imitlib.stats
-import imitlib.tabular
-import imitlib.transformer
 from imitlib import anchors, artifacts, dqn, plots, stats
 from imitlib.envs.games import MINATAR_GAMES, GameSpec
 from imitlib.experiments.common import CLI, load_or_explain, recorded_dataset

@@ -22,7 +22,6 @@ import inspect
 import json
 import os
 import subprocess
-import tempfile
 import time
 import warnings
 import zipfile
@@ -34,6 +33,8 @@ from types import ModuleType
 from typing import Any
 
 import numpy as np
+
+from imitlib.io import atomic_write_bytes
 
 RESULTS_ENV = "IMITLIB_RESULTS"
 RECOMPUTE_ENV = "IMITLIB_RECOMPUTE"
@@ -190,26 +191,6 @@ def sha256_file(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
-
-
-def atomic_write_bytes(path: Path, write: Callable[[Any], None], sync: bool = True) -> None:
-    """Write through a temporary file in the same folder, then rename: readers never see half a file.
-
-    ``sync`` also flushes the file to the disk before the rename (survives a power cut, not only a killed
-    process), at a millisecond or so per call."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            if sync:
-                f.flush()
-                os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes files private; artifacts are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 SHARD_BYTES = 4 << 20  # uncompressed bytes per data file, at most (a single larger array gets a file of its own)

@@ -28,7 +28,6 @@ checkpoints.
 from __future__ import annotations
 
 import copy
-import json
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -40,9 +39,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from imitlib.artifacts import atomic_write_bytes
 from imitlib.envs.games import MINATAR_CHANNELS, GameSpec, game_spec, make_vec_env
-from imitlib.io import CheckpointMismatchError
+from imitlib.io import CheckpointMismatchError, read_checkpoint, save_checkpoint
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -602,27 +600,14 @@ def _meta(cfg: DQNConfig, seeds: tuple[int, ...], spec: GameSpec) -> dict[str, A
 
 def _save_checkpoint(path: Path, cfg: DQNConfig, seeds: tuple[int, ...], spec: GameSpec, q: StackedQ,
                      optim: torch.optim.Optimizer, buffer: ReplayBuffer, state: RunState) -> None:
-    """Write the whole run state atomically: a temporary file in the same folder, then a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    blob = {
-        "meta": json.dumps({**_meta(cfg, seeds, spec), "state": asdict(state)}),
+    """Write the whole run state atomically (see :mod:`imitlib.io`)."""
+    state_dicts = {
         "params": {k: v.detach().cpu() for k, v in q.online.state_dict().items()},
         "target": {k: v.cpu() for k, v in q.target.state_dict().items()},
         "optim": optim.state_dict(),
         "buffer": buffer.state(),
     }
-    atomic_write_bytes(path, lambda f: torch.save(blob, f))
-
-
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load a checkpoint safely (``weights_only=True``), with a clear error for a damaged file."""
-    path = Path(path)
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-        blob["meta"] = json.loads(blob["meta"])
-    except (OSError, RuntimeError, KeyError, ValueError, EOFError) as err:
-        raise CheckpointMismatchError(f"{path}: unreadable checkpoint ({err}); delete it to start over") from err
-    return blob
+    save_checkpoint(path, state_dicts, {**_meta(cfg, seeds, spec), "state": asdict(state)})
 
 
 def _check_compatible(path: Path, meta: dict[str, Any], cfg: DQNConfig, seeds: tuple[int, ...],

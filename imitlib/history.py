@@ -55,7 +55,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from imitlib.artifacts import atomic_write_bytes
+from imitlib.io import atomic_write_bytes
 
 FORMAT_VERSION = 4
 FIELDS = {  # name -> dtype, as episodes read back; obs is (steps, obs_bytes) uint8, every other field is (steps,)

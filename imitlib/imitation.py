@@ -23,8 +23,6 @@ warm-up then cosine decay, gradient clipping, resumable checkpoints), then the t
 
 from __future__ import annotations
 
-import io
-import json
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -36,9 +34,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from imitlib.artifacts import atomic_write_bytes
 from imitlib.history import HistoryReader, context_dataset
-from imitlib.io import CheckpointMismatchError
+from imitlib.io import CheckpointMismatchError, differences, read_checkpoint, save_checkpoint
 from imitlib.transformer import KVCache, Student, TransformerConfig, first_steps, step_inputs
 
 CHECKPOINT = "student.pt"
@@ -182,29 +179,19 @@ def train_student(cfg: StudentConfig, reader: HistoryReader, runs: Sequence[int]
 
 def _save(path: Path, run: StudentRun, optim: torch.optim.Optimizer) -> None:
     """Everything that determines the rest of training, written atomically."""
-    state = {"config": json.dumps(asdict(run.cfg)), "model": run.model.state_dict(), "optim": optim.state_dict(),
-             "updates": run.updates, "loss": run.loss, "accuracy": run.accuracy, "wall_seconds": run.wall_seconds,
+    state = {"model": run.model.state_dict(), "optim": optim.state_dict(), "updates": run.updates,
+             "loss": run.loss, "accuracy": run.accuracy, "wall_seconds": run.wall_seconds,
              "torch_rng": torch.get_rng_state()}
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    atomic_write_bytes(path, lambda f: f.write(buf.getvalue()))
-
-
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """A student checkpoint's contents (tensors, numbers, the config as a dict), loaded without pickle."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    state["config"] = json.loads(state["config"])
-    return state
+    save_checkpoint(path, state, {"config": asdict(run.cfg)})
 
 
 def _load(path: Path, run: StudentRun, optim: torch.optim.Optimizer) -> None:
     """Resume ``run`` from ``path``, refusing a checkpoint written for a different config."""
     state = read_checkpoint(path)
-    if state["config"] != json.loads(json.dumps(asdict(run.cfg))):
-        diff = {k: (v, state["config"].get(k)) for k, v in json.loads(json.dumps(asdict(run.cfg))).items()
-                if state["config"].get(k) != v}
-        raise CheckpointMismatchError(f"{path} was written for another student config (ours vs its: {diff}); "
-                         f"use another run folder or delete the checkpoint")
+    diff = differences(asdict(run.cfg), state["meta"]["config"])
+    if diff:
+        raise CheckpointMismatchError(f"{path} was written for another student config ({'; '.join(diff)}); "
+                                      f"use another run folder or delete the checkpoint")
     run.model.load_state_dict(state["model"])
     optim.load_state_dict(state["optim"])
     run.updates, run.loss, run.accuracy = int(state["updates"]), list(state["loss"]), list(state["accuracy"])
@@ -215,7 +202,7 @@ def _load(path: Path, run: StudentRun, optim: torch.optim.Optimizer) -> None:
 def load_student(path: str | Path) -> Student:
     """A frozen student (``eval()`` mode) from a checkpoint."""
     state = read_checkpoint(path)
-    model = Student(StudentConfig(**state["config"]).model)
+    model = Student(StudentConfig(**state["meta"]["config"]).model)
     model.load_state_dict(state["model"])
     return model.eval()
 

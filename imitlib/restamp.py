@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from imitlib import artifacts
+from imitlib.io import atomic_write_bytes
 
 PROOF_ENV = "IMITLIB_PROOF"  # set: proof tests run in full (lab data), not only their quick ci part
 # proof test -> the artifact names (prefixes) whose re-stamping its passing licenses
@@ -70,7 +71,7 @@ def stamp(status: artifacts.Status, test: str) -> None:
     provenance["restamped"] = [*provenance.get("restamped", []), note]
     provenance["code_hash"] = status.code_hash
     text = json.dumps(provenance, indent=2, sort_keys=True).encode()
-    artifacts.atomic_write_bytes(path, lambda f: f.write(text))
+    atomic_write_bytes(path, lambda f: f.write(text))
 
 
 def restamp(test: str, repo: Path, scale: str = "lab", prove: Callable[[str, Path], None] = run_proof,

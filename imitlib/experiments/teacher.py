@@ -16,6 +16,7 @@ import torch
 
 import imitlib.dqn
 import imitlib.envs.games
+import imitlib.io
 from imitlib import anchors, artifacts, dqn, plots, stats
 from imitlib.envs.games import MINATAR_GAMES, GameSpec
 from imitlib.experiments.common import CLI, load_or_explain, recorded_dataset
@@ -71,7 +72,7 @@ def run_teacher(exp: TeacherExperiment, run_dir: Path | None = None, progress: b
         snapshots[run.state.env_steps] = {k: v.numpy() for k, v in weights.items()}
         if snap_dir:
             snap_dir.mkdir(parents=True, exist_ok=True)
-            artifacts.atomic_write_bytes(snap_dir / f"{run.state.env_steps:010d}.pt", lambda f: torch.save(weights, f))
+            imitlib.io.atomic_write_bytes(snap_dir / f"{run.state.env_steps:010d}.pt", lambda f: torch.save(weights, f))
 
     run = imitlib.dqn.train(exp.dqn, exp.seeds, run_dir=run_dir, progress=progress,
                             hooks=imitlib.dqn.Hooks(on_step=on_step, on_segment=on_segment))

@@ -8,7 +8,8 @@ Where things are (data flows down the list: env -> learner -> recorder -> studen
 - ``transformer``: the causal student; ``imitation``: its training and frozen rollouts
 - ``icl``: linear self-attention vs gradient descent; ``probes``: linear probes of activations
 - ``stats``, ``plots``, ``widgets``: intervals across seeds, one figure style, notebook explorers
-- ``scale``: the ci / lab / full sizes; ``artifacts``: stored results with provenance; ``io``: atomic writes and checkpoints
+- ``scale``: the ci / lab / full sizes; ``artifacts``: stored results with provenance; ``io``: atomic files,
+  checkpoints
 - ``experiments``: one module per experiment (``tabular``, ``teacher``, ``histories``, ``students``, ``regression``,
   ``incontext``, ``probing``): pipeline, artifact, the numbers and verdicts its chapter cites; ``common``: load or
   explain; ``fingerprints``: digests of what results were made from

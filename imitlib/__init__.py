@@ -2,7 +2,8 @@
 
 Where things are (data flows down the list: env -> learner -> recorder -> student -> stats -> the page):
 
-- ``envs``: Dark Room (gymnasium), MinAtar and ALE games with explicit settings
+- ``envs``: Dark Room (gymnasium), MinAtar and ALE games with explicit settings; ``envs.observations``: one way to
+  store frames and feed them to networks (replay, recorder and student share it)
 - ``tabular``: batched tabular Q-learning; ``dqn``: deep Q-learning, several seeds in one process
 - ``history``: learning histories on disk and the context windows read back from them
 - ``transformer``: the causal student; ``imitation``: its training and frozen rollouts

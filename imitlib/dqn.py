@@ -40,6 +40,7 @@ import torch
 from torch import nn
 
 from imitlib.envs.games import MINATAR_CHANNELS, GameSpec, game_spec, make_vec_env
+from imitlib.envs.observations import decode_minatar, encode, frame_bytes, network_input
 from imitlib.io import CheckpointMismatchError, read_checkpoint, save_checkpoint
 
 CHECKPOINT = "checkpoint.pt"
@@ -123,13 +124,6 @@ def nature_cnn(in_channels: int, n_actions: int) -> nn.Module:
 def make_network(cfg: DQNConfig, spec: GameSpec) -> nn.Module:
     """The Q-network a config asks for, sized for a game."""
     return (minatar_net if cfg.network == "minatar" else nature_cnn)(spec.in_channels, spec.n_actions)
-
-
-def preprocess(spec: GameSpec, obs: torch.Tensor) -> torch.Tensor:
-    """Observations as the networks expect them: float, channels first (MinAtar), scaled to [0, 1] (ALE)."""
-    if spec.kind == "minatar":
-        return obs.float().movedim(-1, -3)
-    return obs.float() / 255.0
 
 
 class StackedNet(nn.Module):
@@ -219,13 +213,8 @@ class ReplayBuffer:
     def __init__(self, spec: GameSpec, n_seeds: int, num_envs: int, capacity: int) -> None:
         self.spec, self.stack = spec, spec.stack
         self.length = capacity // num_envs  # ring length per environment
-        if spec.kind == "minatar":
-            self.bits = int(np.prod(spec.frame_shape))
-            frame_bytes = (self.bits + 7) // 8
-        else:
-            frame_bytes = int(np.prod(spec.frame_shape))
         shape = (n_seeds, num_envs, self.length)
-        self.frames = np.zeros((*shape, frame_bytes), np.uint8)
+        self.frames = np.zeros((*shape, frame_bytes(spec)), np.uint8)
         self.actions = np.zeros(shape, np.int16)
         self.rewards = np.zeros(shape, np.float32)
         self.terminal = np.zeros(shape, bool)
@@ -233,18 +222,12 @@ class ReplayBuffer:
         self.replayable = np.zeros(shape, bool)
         self.pos, self.size = 0, 0  # all rings advance together
 
-    def encode(self, obs: np.ndarray) -> np.ndarray:
-        """``(S, E, *obs_shape)`` observations -> ``(S, E, frame_bytes)``, newest frame only."""
-        s, e = obs.shape[:2]
-        if self.spec.kind == "minatar":
-            return np.packbits(obs.reshape(s, e, -1), axis=-1)
-        return obs[:, :, -1].reshape(s, e, -1)
-
     def add(self, obs: np.ndarray, actions: np.ndarray, rewards: np.ndarray, terminal: np.ndarray,
             starts: np.ndarray, replayable: np.ndarray) -> None:
         """Write one vector step for every seed and environment."""
         p = self.pos
-        self.frames[:, :, p] = self.encode(obs)
+        s, e = obs.shape[:2]
+        self.frames[:, :, p] = encode(obs.reshape(s * e, *obs.shape[2:])).reshape(s, e, -1)  # (S, E, bytes)
         self.actions[:, :, p], self.rewards[:, :, p] = actions, rewards
         self.terminal[:, :, p], self.starts[:, :, p], self.replayable[:, :, p] = terminal, starts, replayable
         self.pos = (p + 1) % self.length
@@ -262,8 +245,7 @@ class ReplayBuffer:
         idx = (t[:, None] - np.arange(k - 1, -1, -1)) % self.length  # (B, k), oldest first
         frames = self.frames[s, e[:, None], idx]  # (B, k, bytes)
         if self.spec.kind == "minatar":
-            return np.unpackbits(frames[:, -1], axis=-1, count=self.bits).astype(bool).reshape(
-                len(t), *self.spec.frame_shape)
+            return decode_minatar(frames[:, -1], self.spec)
         starts = self.starts[s, e[:, None], idx]
         later_start = np.cumsum(starts[:, ::-1], axis=1)[:, ::-1] - starts  # starts strictly after each frame
         frames = np.where((later_start == 0)[..., None], frames, 0)
@@ -418,7 +400,7 @@ def _reset_seeds(seeds: Sequence[int], num_envs: int, segment: int, purpose: int
 def td_loss(q: StackedQ, batch: dict[str, torch.Tensor], cfg: DQNConfig, spec: GameSpec) -> tuple[
         torch.Tensor, torch.Tensor]:
     """Per-seed TD loss ``(S,)`` and mean Q of the taken actions ``(S,)``."""
-    obs, next_obs = preprocess(spec, batch["obs"]), preprocess(spec, batch["next_obs"])
+    obs, next_obs = network_input(spec, batch["obs"]), network_input(spec, batch["next_obs"])
     q_taken = q.online(obs).gather(-1, batch["actions"][..., None]).squeeze(-1)
     with torch.no_grad():
         next_target = q.target(next_obs)
@@ -436,7 +418,7 @@ def act(q: StackedQ, spec: GameSpec, obs: np.ndarray, epsilon: float, rngs: Sequ
         device: str) -> np.ndarray:
     """Epsilon-greedy actions ``(S, E)``; every seed draws the same amount from its stream each call."""
     with torch.no_grad():
-        greedy = q.online(preprocess(spec, torch.as_tensor(obs, device=device))).argmax(-1).cpu().numpy()
+        greedy = q.online(network_input(spec, torch.as_tensor(obs, device=device))).argmax(-1).cpu().numpy()
     n_envs = obs.shape[1]
     explore = np.stack([rng.random(n_envs) for rng in rngs]) < epsilon
     random_actions = np.stack([rng.integers(spec.n_actions, size=n_envs) for rng in rngs])
@@ -680,7 +662,7 @@ def play(net: nn.Module, cfg: DQNConfig, spec: GameSpec, *, seed: int, epsilon: 
     frames, actions, rewards = [], [], []
     with torch.no_grad():
         for _ in range(max_steps):
-            greedy = int(net(preprocess(spec, torch.as_tensor(obs))).argmax(-1)[0])
+            greedy = int(net(network_input(spec, torch.as_tensor(obs))).argmax(-1)[0])
             action = int(rng.integers(spec.n_actions)) if rng.random() < epsilon else greedy
             frames.append(obs[0])
             actions.append(action)

@@ -55,6 +55,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from imitlib.envs.observations import encode
 from imitlib.io import atomic_write_bytes
 
 FORMAT_VERSION = 4
@@ -688,17 +689,9 @@ class DQNRecorder:
         self._open: dict[tuple[int, int], list[tuple]] = {}
         self._count: dict[int, int] = {}
 
-    @staticmethod
-    def encode(obs: np.ndarray) -> np.ndarray:
-        """``(N, *obs_shape)`` -> ``(N, bytes)``: bit-packed bool frames, or the newest uint8 frame."""
-        n = obs.shape[0]
-        if obs.dtype == np.bool_:
-            return np.packbits(obs.reshape(n, -1), axis=-1)
-        return obs[:, -1].reshape(n, -1)
-
     def on_step(self, step: Any) -> None:  # step: imitlib.dqn.StepInfo
         n_seeds, n_envs = step.actions.shape
-        frames = self.encode(step.obs.reshape(n_seeds * n_envs, *step.obs.shape[2:])).reshape(n_seeds, n_envs, -1)
+        frames = encode(step.obs.reshape(n_seeds * n_envs, *step.obs.shape[2:])).reshape(n_seeds, n_envs, -1)
         for s in range(n_seeds):
             for e in range(n_envs):
                 rows = self._open.setdefault((s, e), [])

@@ -322,9 +322,8 @@ def game_rollout(model: Student, env_id: str, *, num_envs: int, episodes: int, c
     ``episodes`` episodes (or ``max_steps`` vector steps). The context slides: when it holds ``context_steps``
     steps, it restarts from the newest half. Returns raw ``returns (num_envs, episodes)`` (NaN where unfinished)
     and, if a ``teacher`` Q-network is given, how often the student's action equals the teacher's greedy one."""
-    from imitlib.dqn import preprocess
     from imitlib.envs.games import game_spec, make_vec_env
-    from imitlib.history import DQNRecorder
+    from imitlib.envs.observations import encode, network_input
 
     spec = game_spec(env_id, full_action_space=env_options.get("full_action_space", False),
                      channels=env_options.get("channels"))
@@ -334,7 +333,7 @@ def game_rollout(model: Student, env_id: str, *, num_envs: int, episodes: int, c
     env = make_vec_env(env_id, num_envs, **env_options)
     obs, _ = env.reset(seed=[int(np.random.SeedSequence([seed, i]).generate_state(1)[0]) for i in range(num_envs)])
     gen = torch.Generator().manual_seed(seed)
-    stream = ContextStream(model, num_envs, DQNRecorder.encode(obs[:1]).shape[1], max_steps, use_cache)
+    stream = ContextStream(model, num_envs, encode(obs[:1]).shape[1], max_steps, use_cache)
     returns = np.full((num_envs, episodes), np.nan)
     done_count = np.zeros(num_envs, int)
     running = np.zeros(num_envs)
@@ -343,11 +342,11 @@ def game_rollout(model: Student, env_id: str, *, num_envs: int, episodes: int, c
     for _ in range(max_steps):
         if stream.t - stream.start >= context_steps:
             stream.restart(stream.t - context_steps // 2)
-        logits = stream.logits(torch.from_numpy(DQNRecorder.encode(obs)), first)
+        logits = stream.logits(torch.from_numpy(encode(obs)), first)
         action = _choose(logits, greedy, gen)
         if teacher is not None:
             active = done_count < episodes
-            agree += int((teacher(preprocess(spec, torch.as_tensor(obs))).argmax(-1) == action)[active].sum())
+            agree += int((teacher(network_input(spec, torch.as_tensor(obs))).argmax(-1) == action)[active].sum())
             seen += int(active.sum())
         obs, reward, terminated, truncated, _ = env.step(action.numpy())
         stream.record(action, torch.as_tensor(reward, dtype=torch.float32))

@@ -11,10 +11,10 @@ from imitlib.dqn import (
     load_q_network,
     make_network,
     nature_cnn,
-    preprocess,
     train,
 )
 from imitlib.envs import game_spec, make_vec_env
+from imitlib.envs.observations import network_input
 
 TINY = DQNConfig(steps=600, segment_steps=200, learning_starts=100, buffer_size=1000, batch_size=8,
                  train_every=2, target_every=50, eps_decay_steps=300, eval_episodes=2)
@@ -76,7 +76,7 @@ def test_a_breakout_network_reads_space_invaders(tmp_path):
     invaders = game_spec("MinAtar/SpaceInvaders-v0")
     net = load_q_network(tmp_path / "checkpoint.pt", invaders)
     obs, _ = make_vec_env(invaders.env_id, 3).reset(seed=[0, 1, 2])
-    assert net(preprocess(invaders, torch.as_tensor(obs))).shape == (3, 6)
+    assert net(network_input(invaders, torch.as_tensor(obs))).shape == (3, 6)
     with pytest.raises(CheckpointMismatchError, match="channels so the shapes match"):
         load_q_network(tmp_path / "checkpoint.pt", game_spec(invaders.env_id, channels=6))
 

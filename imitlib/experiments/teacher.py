@@ -16,6 +16,7 @@ import torch
 
 import imitlib.dqn
 import imitlib.envs.games
+import imitlib.envs.observations
 import imitlib.io
 from imitlib import anchors, artifacts, dqn, plots, stats
 from imitlib.envs.games import MINATAR_GAMES, GameSpec
@@ -184,14 +185,15 @@ def probe_values(art: artifacts.Artifact, exp: TeacherExperiment, states: np.nda
     """Mean over ``states`` of max_a Q, as each kept snapshot of the first seed sees them: ``(snapshots,)``."""
     spec = imitlib.envs.games.game_spec(exp.dqn.env_id, full_action_space=exp.dqn.full_action_space,
                                         channels=exp.dqn.channels)
-    x = imitlib.dqn.preprocess(spec, torch.as_tensor(states))
+    x = imitlib.envs.observations.network_input(spec, torch.as_tensor(states))
     with torch.no_grad():
         return np.array([teacher_network(art, exp, snapshot=i)(x).max(-1).values.mean().item()
                          for i in range(len(art["snapshot_steps"]))])
 
 
 # the source that determines a teacher artifact (edits elsewhere do not mark stored teachers stale)
-TEACHER_CODE = (imitlib.dqn, imitlib.envs.games, teacher_experiment, run_teacher, snapshot_segments)
+TEACHER_CODE = (imitlib.dqn, imitlib.envs.games, imitlib.envs.observations, teacher_experiment, run_teacher,
+                snapshot_segments)
 
 
 def _minatar_dataset_name(exp: TeacherExperiment, every: int) -> str:
@@ -248,7 +250,7 @@ def record_minatar(exp: TeacherExperiment, folder: Path, every: int = RECORD_EVE
                 frames, actions, rewards = imitlib.dqn.play(net, exp.dqn, spec, seed=seed * 1000 + k,
                                                             epsilon=expert_epsilon, max_steps=10_000)
                 t = len(actions)
-                writer.add(Episode(run=i, episode=k, obs=DQNRecorder.encode(frames), action=actions,
+                writer.add(Episode(run=i, episode=k, obs=imitlib.envs.observations.encode(frames), action=actions,
                                    reward=rewards, terminated=np.arange(t) == t - 1, truncated=np.zeros(t, bool),
                                    update=np.full(t, run.state.updates), epsilon=np.full(t, expert_epsilon)))
     return {"learning_seconds": learning_seconds, "total_seconds": time.perf_counter() - start}, teacher

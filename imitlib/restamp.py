@@ -56,7 +56,7 @@ def run_proof(test: str, repo: Path) -> None:
     """Run the proof test in full with pytest; raise :class:`RestampError` unless it passes."""
     if test not in PROOFS:
         raise RestampError(f"{test} is not a proof test; use one of: {', '.join(PROOFS)}")
-    env = {**os.environ, PROOF_ENV: "1"}
+    env = {**os.environ, PROOF_ENV: "1", "OMP_NUM_THREADS": "1"}  # as the fixtures were made: one BLAS thread
     done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", test], cwd=repo, env=env)
     if done.returncode != 0:
         raise RestampError(f"{test} failed (exit {done.returncode}): nothing re-stamped; recompute instead")

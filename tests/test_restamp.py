@@ -58,6 +58,12 @@ def test_fingerprints_tell_noise_from_change():
     assert fingerprints.differences(old, {"x": fingerprints.array_fingerprint(a * (1 + 1e-4))}) == ["x: values"]
     assert fingerprints.differences(old, {"x": fingerprints.array_fingerprint(a[:50])}) == ["x: shape"]
     assert fingerprints.differences(old, {}) == ["x: missing"]
+    bias = np.array([1e-3, -1e-3 + 1e-12])  # sums to ~0: rounding noise must be judged against its magnitudes
+    noisy = bias + np.array([1e-15, 0.0])
+    assert fingerprints.differences({"b": fingerprints.array_fingerprint(bias)},
+                                    {"b": fingerprints.array_fingerprint(noisy)}) == []
+    assert fingerprints.differences({"b": fingerprints.array_fingerprint(bias)},
+                                    {"b": fingerprints.array_fingerprint(bias * 1.01)}) == ["b: values"]
 
 
 def code_before() -> None:

@@ -13,10 +13,11 @@ import argparse
 import dataclasses
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 
-from imitlib import artifacts, experiments, restamp
+from imitlib import experiments, restamp
 from imitlib.artifacts import ArtifactError
 from imitlib.envs.games import check_env_id
 from imitlib.history import HistoryError
@@ -189,7 +190,7 @@ def cmd_scales(args: argparse.Namespace) -> int:
 
 def cmd_restamp(args: argparse.Namespace) -> int:
     """Run a proof test, then give the stale artifacts it covers today's code hash (see :mod:`imitlib.restamp`)."""
-    repo = artifacts.results_root().parent
+    repo = Path(__file__).resolve().parent.parent  # the checkout whose tests/ hold the proofs
     done, left = restamp.restamp(args.after, repo, scale=args.scale)
     for name in done:
         print(f"re-stamped {name} after {args.after}")

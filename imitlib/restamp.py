@@ -62,11 +62,11 @@ def run_proof(test: str, repo: Path) -> None:
         raise RestampError(f"{test} failed (exit {done.returncode}): nothing re-stamped; recompute instead")
 
 
-def stamp(status: artifacts.Status, test: str) -> None:
+def stamp(status: artifacts.Status, test: str, commit: str | None = None) -> None:
     """Write today's code hash into one artifact's provenance, with a note saying which test licensed it."""
     path = status.folder / "provenance.json"
     provenance = json.loads(path.read_text())
-    note = {"after": test, "old_code_hash": provenance.get("code_hash"), "commit": artifacts.git_commit(),
+    note = {"after": test, "old_code_hash": provenance.get("code_hash"), "commit": commit or artifacts.git_commit(),
             "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
     provenance["restamped"] = [*provenance.get("restamped", []), note]
     provenance["code_hash"] = status.code_hash
@@ -80,12 +80,13 @@ def restamp(test: str, repo: Path, scale: str = "lab", prove: Callable[[str, Pat
     stale = stale_artifacts(scale)
     if not stale:
         return [], []
+    commit = artifacts.git_commit()  # before the first stamp: stamping itself dirties results/
     prove(test, repo)
     covered = PROOFS[test]
     done, left = [], []
     for status in stale:
         if status.name.startswith(covered):
-            stamp(status, test)
+            stamp(status, test, commit)
             done.append(status.name)
         else:
             left.append(status.name)

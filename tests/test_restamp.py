@@ -114,8 +114,10 @@ def test_a_proof_stamps_only_what_it_covers(tmp_path, monkeypatch):
     other = _stale_store(tmp_path, monkeypatch, name="ch01_tabular")
     monkeypatch.setattr(restamp, "stale_artifacts", lambda scale: [covered, other])
     test = "tests/test_restamp.py::test_darkroom_students_see_the_same_data_and_batches"
+    monkeypatch.setattr(restamp.artifacts, "git_commit", lambda: "abc")
     done, left = restamp.restamp(test, tmp_path, prove=lambda test, repo: None)
     assert (done, left) == (["ch04_darkroom_ad_knowledge"], ["ch01_tabular"])
+    assert artifacts.load(covered.folder).provenance["restamped"][-1]["commit"] == "abc"  # the commit proven
 
 
 def test_an_unknown_proof_is_refused(tmp_path):

@@ -5,7 +5,8 @@
   interval in ``record_overhead_ci``; ``record_overhead_median`` is the median, as reported before;
   ``record_overhead_best`` compares the fastest of each). The interval treats repeats as independent; this VM's
   speed drifts, so read it as a lower bound on the uncertainty. This learner runs millions of steps per second, so
-  it is the hard case. ``record_overhead_dqn`` is the median of 5 paired repeats for the MinAtar DQN teacher
+  it is the hard case. (Format 5 chose simplicity over this overhead: it copies every field per step.)
+  ``record_overhead_dqn`` is the median of 5 paired repeats for the MinAtar DQN teacher
   (5,000 steps, 2 seeds).
 * ``bytes_per_step``: bytes on disk per recorded step (all fields, manifest included).
 * ``reader_steps_per_s``: steps per second delivered as 4-episode context windows, sampled uniformly.
@@ -25,7 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from imitlib import experiments, stats
-from imitlib.history import HistoryReader, HistoryWriter, TabularRecorder
+from imitlib.history import HistoryReader, HistoryWriter
+from imitlib.recorders import DQNRecorder, TabularRecorder
 from imitlib.scale import get_scale
 from imitlib.tabular import q_learning
 
@@ -51,12 +53,11 @@ def paired_overhead(plain, recorded, repeats: int) -> tuple[float, float, list[f
 def dqn_record_overhead(tmp: Path) -> float:
     """Extra time of DQN training with a DQNRecorder (every episode) attached."""
     from imitlib.dqn import DQNConfig, Hooks, train
-    from imitlib.history import DQNRecorder
 
     cfg = DQNConfig(steps=5_000, segment_steps=5_000, learning_starts=1_000, train_every=4, eval_episodes=1)
 
     def recorded() -> None:
-        with HistoryWriter(tmp / "dqn", obs_kind="minatar", obs_shape=(10, 10, 4), n_actions=6,
+        with HistoryWriter(tmp / "dqn", obs_kind="minatar", obs_shape=(10, 10, 10), n_actions=6,
                            mode="overwrite") as writer:
             train(cfg, [0, 1], hooks=Hooks(on_step=DQNRecorder(writer, [0, 1]).on_step), progress=False)
 
@@ -77,7 +78,7 @@ def main() -> None:
             return time.perf_counter() - start
 
         median, overhead_best, ratios = paired_overhead(lambda: q_learning(qcfg, goals, seeds, cfg.episodes),
-                                                        recorded, repeats=21)
+                                                        recorded, repeats=7)
         overhead = stats.bootstrap_ci(np.array(ratios), statistic="iqm")
         reader = HistoryReader(Path(tmp) / "h")
         size = sum(f.stat().st_size for f in (Path(tmp) / "h").rglob("*") if f.is_file())

@@ -113,6 +113,21 @@ def cmd_record(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    """A recorded history as a Minari dataset (the optional ``minari`` extra)."""
+    try:
+        import minari  # noqa: F401
+
+        from imitlib.export import to_minari
+    except ImportError:
+        print('python -m imitlib export: Minari is not installed: pip install "minari[hdf5]"', file=sys.stderr)
+        return 2
+    dataset = to_minari(args.history, args.minari)
+    print(f"wrote Minari dataset {args.minari}: {dataset.total_episodes:,} episodes, {dataset.total_steps:,} steps; "
+          f"load it with minari.load_dataset({args.minari!r})")
+    return 0
+
+
 def cmd_student(args: argparse.Namespace) -> int:
     """Chapter 4's students: train (resumable under runs/), run the snapshot test, store the artifact, summarise."""
     scale = get_scale(args.scale)
@@ -221,6 +236,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--source", nargs="+", default=["knowledge", "epsilon"], choices=["knowledge", "epsilon"])
     p.add_argument("--scale", default=None, help="ci, lab or full (default: $IMITLIB_SCALE or lab)")
     p.set_defaults(fn=cmd_record)
+    p = sub.add_parser("export", help="write a recorded history as a Minari dataset (needs minari[hdf5])")
+    p.add_argument("--minari", required=True, metavar="ID", help="the Minari dataset id, e.g. imitlib/breakout-v0")
+    p.add_argument("--history", required=True, metavar="PATH", help="a history folder, e.g. data/<dataset>/expert")
+    p.set_defaults(fn=cmd_export)
     p = sub.add_parser("student", help="chapter 4: ED / AD transformer students")
     p.add_argument("--kind", choices=["ed", "ad"], required=True)
     p.add_argument("--data", choices=["darkroom", "minatar"], default="darkroom")

@@ -118,7 +118,7 @@ def test_damaged_or_mismatched_files_are_one_line_and_exit_1(capsys, monkeypatch
     if error == "history":  # a dataset folder whose histories are missing: the reader says which, and how to fix it
         monkeypatch.setattr(experiments, "darkroom_histories", lambda cfg, scale: tmp_path)
         argv = ["record", "darkroom", "--scale", "ci"]
-        fix = "record one first"
+        fix = "record one with `python -m imitlib record"
     else:
         exc = {"checkpoint": CheckpointMismatchError("runs/x/ckpt.pt was written for a different run: seeds; delete "
                                                      "it to start over"),

@@ -61,7 +61,7 @@ def test_darkroom_histories_split_and_sources(tmp_path, monkeypatch):
     train, held_out = experiments.goal_split(cfg)
     assert len(train) == 65 and len(held_out) == 16 and not set(train) & set(held_out)
     folder = experiments.darkroom_histories(cfg, get_scale("ci"))
-    learning = HistoryReader(folder / "learning", verify=True)
+    learning = HistoryReader(folder / "learning")
     assert learning.n_episodes == 81 * 4 and learning.manifest["meta"]["held_out_goals"] == held_out.tolist()
     assert learning.task(5)["split"] == ("train" if 5 in train else "held_out")
     expert = HistoryReader(folder / "expert")

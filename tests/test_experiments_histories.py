@@ -62,12 +62,16 @@ def test_a_tenth_is_at_least_one_episode(episodes, expected):
     assert histories.tenth(episodes) == expected
 
 
-def test_dataset_table_shows_what_history_stats_table_shows(dataset):
+def test_dataset_table_shows_size_and_early_and_late_returns(dataset):
     learning, expert = dataset
     shown = histories.dataset_table({"knowledge": learning}, {"knowledge": expert}).data.splitlines()
-    reference = history.stats_table({"knowledge / learning": learning, "knowledge / expert": expert}).splitlines()
-    assert shown[0] == reference[0] and shown[2:] == reference[2:]
-    assert shown[2].startswith("| knowledge / learning | 81 | 1,620 | 32,400 | ")
+    assert shown[0].startswith("| dataset | runs | recorded episodes | steps | bytes per step |")
+    returns = history.per_run(learning, history.episode_totals(learning))[1]  # (runs, recorded episodes)
+    k = histories.tenth(returns.shape[1])
+    early, late = np.nanmean(returns[:, :k]), np.nanmean(returns[:, -k:])
+    assert shown[2] == (f"| knowledge / learning | 81 | 1,620 | 32,400 | {history.bytes_per_step(learning):.1f} | "
+                        f"{early:.2f} | {late:.2f} |")
+    assert shown[3].startswith("| knowledge / expert | 81 | ")
 
 
 def test_recording_matches_the_rerun_learners_and_nothing_else(dataset):

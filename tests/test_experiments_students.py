@@ -13,7 +13,8 @@ import pytest
 from imitlib import experiments
 from imitlib.artifacts import Artifact
 from imitlib.envs.darkroom import optimal_return, random_policy_return
-from imitlib.experiments import students
+from imitlib.experiments import game_students, students
+from imitlib.experiments.common import RECOVERY_BAR
 from imitlib.scale import get_scale
 
 CI = get_scale("ci")
@@ -51,7 +52,8 @@ def game(student: list[list[float]], teacher: list[list[float]], agreement: list
 
 def test_commands_name_the_kind_and_leave_the_scale_to_load_or_explain():
     assert students.student_command("ad") == "python -m imitlib student --kind ad --scale {scale}"
-    assert students.GAME_COMMAND.format(scale="lab") == "python -m imitlib student --kind ed --data minatar --scale lab"
+    command = game_students.GAME_COMMAND.format(scale="lab")
+    assert command == "python -m imitlib student --kind ed --data minatar --scale lab"
 
 
 def test_student_configs_are_ed_then_ad_with_the_same_model():
@@ -148,26 +150,26 @@ def test_snapshot_numbers_are_nan_for_students_not_stored():
 
 
 def test_game_scores_read_the_artifact_and_are_nan_when_not_trained():
-    scores = students.game_scores(game([[2.0, np.nan], [4.0, 6.0]], [[10.0, 10.0], [6.0, 6.0]], [0.5, 1.0]))
+    scores = game_students.game_scores(game([[2.0, np.nan], [4.0, 6.0]], [[10.0, 10.0], [6.0, 6.0]], [0.5, 1.0]))
     assert scores.student.tolist() == [2.0, 5.0] and scores.teacher.tolist() == [10.0, 6.0]
-    assert scores.agreement == 0.75 and students.game_ratio(scores) == 3.5 / 8.0
-    missing = students.game_scores(None)
+    assert scores.agreement == 0.75 and game_students.game_ratio(scores) == 3.5 / 8.0
+    missing = game_students.game_scores(None)
     assert np.isnan(missing.student).all() and math.isnan(missing.agreement)
 
 
 def test_game_numbers_cite_the_scores_and_the_random_floor():
-    scores = students.GameScores(np.array([4.0, 6.0]), np.array([10.0, 10.0]), 0.875)
-    nums = students.game_numbers(scores, np.array([0.5, 0.75]))
+    scores = game_students.GameScores(np.array([4.0, 6.0]), np.array([10.0, 10.0]), 0.875)
+    nums = game_students.game_numbers(scores, np.array([0.5, 0.75]))
     assert nums == {"ch4_game_student": 5.0, "ch4_game_teacher": 10.0, "ch4_game_ratio": 0.5,
-                    "ch4_game_agreement": 0.875, "ch4_game_random": 0.625, "ch4_game_gap_note": students.GAP_NOTE}
-    missing = students.game_numbers(students.game_scores(None), np.array([0.5]))
+                    "ch4_game_agreement": 0.875, "ch4_game_random": 0.625, "ch4_game_gap_note": game_students.GAP_NOTE}
+    missing = game_students.game_numbers(game_students.game_scores(None), np.array([0.5]))
     assert math.isnan(missing["ch4_game_ratio"]) and missing["ch4_game_gap_note"] == ""
 
 
 def test_plot_game_leaves_out_scores_that_are_missing():
     fig, ax = plt.subplots()
-    scores = students.GameScores(np.array([np.nan, np.nan]), np.array([10.0, 12.0]), float("nan"))
-    students.plot_game(ax, scores, 0.5, "MinAtar/Breakout-v0")
+    scores = game_students.GameScores(np.array([np.nan, np.nan]), np.array([10.0, 12.0]), float("nan"))
+    game_students.plot_game(ax, scores, 0.5, "MinAtar/Breakout-v0")
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert labels == ["random policy", "teacher (final, ε = 0.05), mean and 95% CI"]
     assert ax.get_title() == "MinAtar/Breakout-v0"
@@ -176,26 +178,26 @@ def test_plot_game_leaves_out_scores_that_are_missing():
 
 @pytest.mark.parametrize("agreement, share, noted", [
     (0.75, 0.5, True),  # 25 points apart: far higher
-    (students.GAP_MARGIN, 0.0, False),  # exactly the margin is not "far higher"
-    (np.nextafter(students.GAP_MARGIN, 1.0), 0.0, True),  # just past it is
+    (game_students.GAP_MARGIN, 0.0, False),  # exactly the margin is not "far higher"
+    (np.nextafter(game_students.GAP_MARGIN, 1.0), 0.0, True),  # just past it is
     (0.5, 0.5, False),
     (0.9, 3.0, False),  # the student out-scores its teacher: nothing lost to explain
     (float("nan"), float("nan"), False),  # not trained: no sentence
 ])
 def test_gap_note_only_when_agreement_far_exceeds_the_return_kept(agreement, share, noted):
-    assert students.gap_note(agreement, share) == (students.GAP_NOTE if noted else "")
+    assert game_students.gap_note(agreement, share) == (game_students.GAP_NOTE if noted else "")
 
 
 def test_gap_note_reads_as_before():
-    assert students.GAP_NOTE.startswith("Agreement state by state is far higher than the share of return kept: a few")
-    assert students.GAP_NOTE.endswith("(the compounding error of behaviour cloning).")
+    assert game_students.GAP_NOTE.startswith("Agreement state by state is far higher than the share of return kept")
+    assert game_students.GAP_NOTE.endswith("(the compounding error of behaviour cloning).")
 
 
 @pytest.mark.parametrize("best, expected", [
-    (students.RECOVERY_BAR, "yes: on the goals it was trained on, a frozen student recovers most of the teacher "
+    (RECOVERY_BAR, "yes: on the goals it was trained on, a frozen student recovers most of the teacher "
                             "snapshot's return"),
     (1.2, "yes: on the goals it was trained on, a frozen student recovers most of the teacher snapshot's return"),
-    (np.nextafter(students.RECOVERY_BAR, 0.0), "not on Dark Room: no frozen student recovers 80% of the teacher "
+    (np.nextafter(RECOVERY_BAR, 0.0), "not on Dark Room: no frozen student recovers 80% of the teacher "
                                                "snapshot's return, even on the goals it was trained on"),
     (0.42, "not on Dark Room: no frozen student recovers 80% of the teacher snapshot's return, even on the goals "
            "it was trained on"),
@@ -206,16 +208,17 @@ def test_snapshot_verdict(best, expected):
 
 
 @pytest.mark.parametrize("share, expected", [
-    (students.RECOVERY_BAR, "yes: the ED students recover 80% of their teachers' return"),
+    (RECOVERY_BAR, "yes: the ED students recover 80% of their teachers' return"),
     (3.0, "yes: the ED students recover 300% of their teachers' return"),
-    (np.nextafter(students.RECOVERY_BAR, 0.0), "only partly: the ED students recover 80% of their teachers' return"),
+    (np.nextafter(RECOVERY_BAR, 0.0), "only partly: the ED students recover 80% of their teachers' return"),
     (0.54249547920434, "only partly: the ED students recover 54% of their teachers' return"),
     (float("nan"), "not measured at this scale yet (the MinAtar students are not trained)"),
 ])
 def test_game_verdict(share, expected):
-    assert students.game_verdict(share) == expected
+    assert game_students.game_verdict(share) == expected
 
 
 def test_answer_numbers_glue_both_verdicts():
     answer = students.answer_numbers(0.5, 0.9)
-    assert answer == {"ch4_verdict": students.snapshot_verdict(0.5), "ch4_game_verdict": students.game_verdict(0.9)}
+    assert answer == {"ch4_verdict": students.snapshot_verdict(0.5),
+                      "ch4_game_verdict": game_students.game_verdict(0.9)}

@@ -25,6 +25,14 @@ from imitlib.experiments.common import (  # noqa: F401
     ready,
     recorded_dataset,
 )
+from imitlib.experiments.game_students import (  # noqa: F401
+    GAME_STUDENT_CODE,
+    GameStudents,
+    game_students_artifact,
+    game_students_config,
+    game_students_name,
+    run_game_students,
+)
 from imitlib.experiments.histories import (  # noqa: F401
     ACTION_NAMES,
     DarkRoomHistories,
@@ -67,17 +75,12 @@ from imitlib.experiments.regression import (  # noqa: F401
     run_icl_regression,
 )
 from imitlib.experiments.students import (  # noqa: F401
-    STUDENT_CODE,
+    DARKROOM_STUDENT_CODE,
     DarkRoomStudents,
-    GameStudents,
     darkroom_students_artifact,
     darkroom_students_config,
-    game_students_artifact,
-    game_students_config,
-    game_students_name,
     optimal_actions,
     run_darkroom_students,
-    run_game_students,
     snapshot_test,
     student_data,
     student_goals,

@@ -44,6 +44,7 @@ def ready(name: str, cfg: Any, scale: Scale) -> bool:
 
 
 CLI = "python -m imitlib"
+RECOVERY_BAR = 0.8  # "recovers most of the teacher's return": 80%, the share the essay calls a working copy
 MISSING = "not computed at this scale yet"  # what a sentence says in place of a verdict without its numbers
 
 

@@ -1,9 +1,5 @@
-"""Chapter 3's numbers and figures: what a recorded learning history holds, and how it differs from expert data.
-
-The recording pipelines (:func:`imitlib.experiments.darkroom_histories`,
-:func:`~imitlib.experiments.minatar_histories_artifact`) stay in the package's ``__init__``; this module only reads
-what they write, so editing it marks no dataset or artifact stale.
-"""
+"""Chapter 3: recording learning histories (Dark Room's tabular learners here; the MinAtar teachers in
+``teacher``) and what a recorded history holds, and how it differs from expert data."""
 
 from __future__ import annotations
 
@@ -15,11 +11,19 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import imitlib.envs.darkroom
+import imitlib.history
+import imitlib.recorders
 import imitlib.tabular
 from imitlib import artifacts, book, history, plots
 from imitlib.envs.darkroom import HORIZON, SIZE
 from imitlib.experiments.common import CLI, load_or_explain, ready, recorded_dataset
-from imitlib.experiments.teacher import TeacherExperiment, minatar_histories, record_minatar, teacher_experiment
+from imitlib.experiments.teacher import (
+    TEACHER_CODE,
+    TeacherExperiment,
+    minatar_histories,
+    record_minatar,
+    teacher_experiment,
+)
 from imitlib.history import HistoryReader
 from imitlib.scale import Scale
 from imitlib.tabular import QLearningConfig, q_learning
@@ -71,7 +75,8 @@ def record_darkroom(cfg: DarkRoomHistories, folder: Path) -> dict[str, Any]:
     """Record ``folder/learning`` (every k-th episode of every run) and ``folder/expert``; return timings."""
     import time
 
-    from imitlib.history import HistoryWriter, TabularRecorder
+    from imitlib.history import HistoryWriter
+    from imitlib.recorders import TabularRecorder
 
     if cfg.source not in history_sources(cfg.episodes):
         raise ValueError(f"source must be one of {sorted(history_sources(cfg.episodes))}, got {cfg.source!r}")
@@ -103,23 +108,20 @@ def record_darkroom(cfg: DarkRoomHistories, folder: Path) -> dict[str, Any]:
 def greedy_episodes(q: np.ndarray, goals: np.ndarray, runs: np.ndarray, n: int, writer: Any,
                      cfg: QLearningConfig) -> None:
     """``n`` copies of each table's greedy episode, written as blocks."""
-    from imitlib.history import PerEpisode
-
     cells, act, rew = imitlib.tabular.greedy_rollouts(q, goals, cfg.size, cfg.horizon)
     b, h = act.shape
     truncated = np.zeros((b, h), bool)
     truncated[:, -1] = True
+    fields = {"obs": cells[:, :-1].astype(np.uint8)[..., None], "action": act, "reward": rew,
+              "terminated": np.zeros((b, h), bool), "truncated": truncated, "update": np.zeros((b, h), np.int32),
+              "epsilon": np.zeros((b, h), np.float32)}
     for i in range(n):
-        writer.add_block(runs, [i] * b, {"obs": cells[:, :-1].astype(np.uint8)[..., None], "action": act,
-                                         "reward": rew.astype(np.uint8), "terminated": np.zeros((b, h), bool),
-                                         "truncated": truncated, "update": PerEpisode(first=0),
-                                         "epsilon": PerEpisode(first=0.0)})
+        writer.add_block(runs, i, fields)
 
 
 def darkroom_histories(cfg: DarkRoomHistories, scale: Scale) -> Path:
     """Chapter 3's Dark Room dataset folder (``learning/``, ``expert/``), recorded first if absent. The history
-    format is part of the name: a dataset recorded by an older imitlib still reads, but recording anew takes a
-    second and keeps chapter 3's bytes-per-step figure true of the current format."""
+    format is part of the name, so a new format records anew (seconds) instead of finding a folder it refuses."""
     from imitlib.history import FORMAT_VERSION
 
     return recorded_dataset(f"darkroom-{cfg.source}-v{FORMAT_VERSION}", cfg, scale,
@@ -164,7 +166,7 @@ def minatar_histories_artifact(exp: TeacherExperiment, scale: Scale, every: int 
         return out
 
     return artifacts.cached(minatar_histories_name(exp), {"teacher": exp, "every": every}, compute, scale=scale.name,
-                            code=(summarise_history, record_minatar))
+                            code=(imitlib.history, imitlib.recorders, *TEACHER_CODE, summarise_history, record_minatar))
 
 
 def source_returns(cfg: DarkRoomHistories) -> tuple[np.ndarray, np.ndarray]:

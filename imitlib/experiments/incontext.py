@@ -19,7 +19,7 @@ from imitlib.envs.darkroom import SIZE, optimal_return, random_policy_return
 from imitlib.experiments.common import CLI, MISSING, load_or_explain, ready
 from imitlib.experiments.histories import DarkRoomHistories, darkroom_histories, goal_split, source_returns
 from imitlib.experiments.students import (
-    STUDENT_CODE,
+    DARKROOM_STUDENT_CODE,
     DarkRoomStudents,
     darkroom_students_artifact,
     darkroom_students_config,
@@ -119,7 +119,7 @@ def in_context_artifact(test: InContextTest, scale: Scale, progress: bool = True
     """Chapter 5's in-context curves for one set of students: stored if present, else computed (trains the
     students first if their artifact is absent)."""
     return artifacts.cached(in_context_name(test), test, lambda: run_in_context(test, scale, progress),
-                            scale=scale.name, code=(*STUDENT_CODE, learning_prompt, run_in_context))
+                            scale=scale.name, code=(*DARKROOM_STUDENT_CODE, learning_prompt, run_in_context))
 
 
 def in_context_change(returns: np.ndarray, n: int) -> np.ndarray:

@@ -18,7 +18,7 @@ from imitlib.envs.darkroom import HORIZON, SIZE
 from imitlib.experiments.common import CLI, load_or_explain
 from imitlib.experiments.histories import darkroom_histories, goal_split
 from imitlib.experiments.students import (
-    STUDENT_CODE,
+    DARKROOM_STUDENT_CODE,
     DarkRoomStudents,
     darkroom_students_artifact,
     darkroom_students_config,
@@ -98,7 +98,7 @@ def probes_artifact(test: ProbeTest, scale: Scale, progress: bool = True) -> art
     """Chapter 5's probes of one set of students: stored if present, else computed."""
     return artifacts.cached(students_name(test.students).replace("ch04_", "ch05_probes_", 1), test,
                             lambda: run_probes(test, scale, progress), scale=scale.name,
-                            code=(*STUDENT_CODE, probe_features, run_probes, imitlib.probes))
+                            code=(*DARKROOM_STUDENT_CODE, probe_features, run_probes, imitlib.probes))
 
 
 PROBES_COMMAND = f"{CLI} incontext --part probes --scale {{scale}}"

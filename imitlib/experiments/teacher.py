@@ -227,7 +227,8 @@ def record_minatar(exp: TeacherExperiment, folder: Path, every: int = RECORD_EVE
     """
     import time
 
-    from imitlib.history import DQNRecorder, Episode, HistoryWriter
+    from imitlib.history import Episode, HistoryWriter
+    from imitlib.recorders import DQNRecorder
 
     spec = imitlib.envs.games.game_spec(exp.dqn.env_id, full_action_space=exp.dqn.full_action_space,
                                         channels=exp.dqn.channels)

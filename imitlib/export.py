@@ -70,6 +70,7 @@ def to_minari(history: str | Path, dataset_id: str, description: str = "") -> An
     text = (f"{description} Recorded by imitlib (format {m['format_version']}, {m['obs_kind']} observations); "
             f"{PLACEHOLDER}. Runs: {m['runs']}").strip()
     return minari.create_dataset_from_buffers(
-        dataset_id=dataset_id, buffer=episode_buffers(reader), algorithm_name="imitlib learning history", author="imitlib",
+        dataset_id=dataset_id, buffer=episode_buffers(reader), algorithm_name="imitlib learning history",
+        author="imitlib",
         action_space=spaces.Discrete(m["n_actions"]), observation_space=observation_space(reader),
         description=text, data_format="hdf5")

@@ -292,26 +292,27 @@ class HistoryReader:
                 by_task: bool = False) -> Iterator[dict[str, np.ndarray]]:
         """``n`` windows of ``k`` consecutive recorded episodes, drawn uniformly over all possible windows
         (or uniformly over runs first, ``by_task=True``); deterministic for a seed."""
-        pool = [r for r in (runs if runs is not None else self.runs()) if self._run_count.get(r, 0) >= k]
-        if not pool:
-            raise ValueError(f"no run has {k} recorded episodes")
-        counts = np.array([self._run_count[r] - k + 1 for r in pool])
-        rng = np.random.default_rng(seed)
-        for _ in range(n):
-            i = rng.integers(len(pool)) if by_task else rng.choice(len(pool), p=counts / counts.sum())
-            yield self.window(pool[i], int(rng.integers(counts[i])), k)
+        for run, first in self._draw(self._run_count, k, n, seed, runs, by_task, "episodes"):
+            yield self.window(run, first, k)
 
     def step_windows(self, n_steps: int, n: int, seed: int, runs: Sequence[int] | None = None,
                      by_task: bool = False) -> Iterator[dict[str, np.ndarray]]:
         """``n`` windows of ``n_steps`` consecutive recorded steps, drawn like :meth:`windows`."""
-        pool = [r for r in (runs if runs is not None else self.runs()) if self._run_steps[r][-1] >= n_steps]
+        steps = {r: int(offsets[-1]) for r, offsets in self._run_steps.items()}
+        for run, first in self._draw(steps, n_steps, n, seed, runs, by_task, "steps"):
+            yield self.step_window(run, first, n_steps)
+
+    def _draw(self, sizes: dict[int, int], k: int, n: int, seed: int, runs: Sequence[int] | None, by_task: bool,
+              unit: str) -> Iterator[tuple[int, int]]:
+        """``n`` (run, first) pairs of windows of ``k`` of a run's ``sizes`` units, uniform over windows or runs."""
+        pool = [r for r in (runs if runs is not None else self.runs()) if sizes.get(r, 0) >= k]
         if not pool:
-            raise ValueError(f"no run has {n_steps} recorded steps")
-        counts = np.array([self._run_steps[r][-1] - n_steps + 1 for r in pool], dtype=float)
+            raise ValueError(f"no run has {k} recorded {unit}")
+        counts = np.array([sizes[r] - k + 1 for r in pool], dtype=float if unit == "steps" else None)
         rng = np.random.default_rng(seed)
         for _ in range(n):
             i = rng.integers(len(pool)) if by_task else rng.choice(len(pool), p=counts / counts.sum())
-            yield self.step_window(pool[i], int(rng.integers(counts[i])), n_steps)
+            yield pool[i], int(rng.integers(counts[i]))
 
     def steps(self, field: str) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Per chunk: ``field`` for every step, and each step's row in ``episodes`` (for per-episode sums)."""

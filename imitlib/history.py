@@ -134,7 +134,8 @@ class HistoryWriter:
         if n and (action.min() < 0 or action.max() >= self.manifest["n_actions"]):
             raise ValueError(f"actions must lie in 0..{self.manifest['n_actions'] - 1} (n_actions), got "
                              f"{action.min()}..{action.max()}")
-        stored = {f: v.astype(self.action_dtype if f == "action" else FIELDS[f], copy=False) for f, v in fields.items()}
+        # copied: a recorder may hand over views of buffers its learner reuses, and a view would pin them
+        stored = {f: np.array(v, self.action_dtype if f == "action" else FIELDS[f]) for f, v in fields.items()}
         stored.update(run=np.int64(episode.run), episode=np.int64(episode.episode), length=np.int64(n))
         self._queued.append(stored)
         self._queued_steps += n

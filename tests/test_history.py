@@ -286,3 +286,14 @@ def test_the_refusal_names_the_command_for_the_data_it_found():
     assert record_command({"obs_kind": "darkroom"}) == "python -m imitlib record darkroom --scale SCALE"
     breakout = {"obs_kind": "minatar", "runs": {"0": {"game": "MinAtar/Breakout-v0", "seed": 0}}}
     assert record_command(breakout) == "python -m imitlib record minatar --env MinAtar/Breakout-v0 --scale SCALE"
+
+
+def test_queued_episodes_are_copies_not_views_of_the_callers_buffers(tmp_path):
+    """A learner may reuse its arrays every episode: what was queued must not change with them."""
+    buffer = block(2, 4)
+    want = buffer["obs"].reshape(8, 2).copy()
+    with HistoryWriter(tmp_path / "h", obs_kind="test", obs_shape=(2,), n_actions=5) as w:
+        w.add_block([0, 0], [0, 1], buffer)
+        for values in buffer.values():
+            values[...] = 0 if values.dtype != bool else False
+    np.testing.assert_array_equal(HistoryReader(tmp_path / "h").window(0, 0, 2)["obs"], want)  # uint8: no cast

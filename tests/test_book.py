@@ -30,6 +30,9 @@ def cells(path: Path) -> list[dict]:
 def source(cell: dict) -> str:
     return "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
 
+CELL_LINES = 15  # a code cell a reader takes in at a glance
+PAGE_COLUMNS = 88  # wider lines overflow the rendered page
+
 
 def test_there_are_chapters_and_the_toc_lists_exactly_them():
     assert CHAPTERS, "no chapters found"
@@ -209,3 +212,16 @@ def test_a_glue_cell_shows_its_table_only_when_live(live):
     for spec in specs:
         assert as_prose(0.987654, spec) in tables[0]
     assert f"`{name}`" in tables[0] and "three of five" in tables[0] and "'three" not in tables[0]
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
+def test_code_cells_are_short_narrow_and_define_nothing(path):
+    """What the reader sees: cells of at most 15 lines and 88 columns (the page's width), no functions."""
+    for c in cells(path):
+        if c["cell_type"] != "code":
+            continue
+        lines = source(c).splitlines()
+        assert len(lines) <= CELL_LINES, f"{path.name}: a {len(lines)}-line cell: {lines[0]!r}"
+        wide = [line for line in lines if len(line) > PAGE_COLUMNS]
+        assert not wide, f"{path.name}: {len(wide)} line(s) wider than {PAGE_COLUMNS} columns: {wide[0]!r}"
+        assert not any(line.lstrip().startswith("def ") for line in lines), f"{path.name}: defines a function"

@@ -1,33 +1,29 @@
-"""Deep Q-learning (Mnih et al. 2015), readable top to bottom, several seeds in one process.
+"""Deep Q-learning (Mnih et al. 2015), several seeds in one process, read top to bottom.
 
-Reading order: the config, the two networks, the replay buffer, the training loop (:func:`train`), evaluation,
-checkpoints.
+Reading order: the config; the hooks a recorder attaches to; the algorithm (:func:`act`, :func:`td_loss`,
+:func:`update`, :func:`run_segment`, :func:`train`); evaluation; checkpoints. The networks are in
+:mod:`imitlib.qnets`, the replay buffer in :mod:`imitlib.replay`, and a plain one-seed version of the same loop,
+the test oracle for this one, in :mod:`imitlib.dqn_reference`.
 
-* **Several seeds at once.** S copies of one architecture are stacked along a leading dimension and computed
-  as one grouped network (:class:`StackedNet`: grouped convolutions, batched matrix products). Every seed has its own
-  environments, replay buffer, random streams, target network and Adam state (Adam is element-wise, so one
-  optimiser over stacked parameters is S independent ones); the loss is the *sum* of per-seed losses, so no
-  gradient crosses seeds.
+* **Several seeds at once.** S copies of one architecture are stacked along a leading dimension and computed as one
+  grouped network (:class:`~imitlib.qnets.StackedNet`). Every seed has its own environments, replay ring, random
+  streams, target network and Adam state (Adam is element-wise, so one optimiser over stacked parameters is S
+  independent ones); the loss is the *sum* of per-seed losses, so no gradient crosses seeds.
 * **Loss.** Huber (smooth L1 with delta 1, as in Nature DQN) by default, ``loss="mse"`` for squared error. Targets
   use a target network copied every ``target_every`` environment steps; ``double_dqn=True`` picks the next action
   with the online network (van Hasselt et al. 2016).
-* **Replay.** Each observation's newest frame is stored once (MinAtar frames bit-packed: 50 bytes for a Breakout
-  frame; ALE frames as uint8, so a 4-frame stack costs one frame); stacks are rebuilt at sampling time.
 * **Segments and checkpoints.** Training runs in segments of ``segment_steps`` environment steps. Each segment
   starts from freshly reset environments (seeded from the run seed and the segment index) and ends with an
   evaluation and an atomic checkpoint of everything that determines the future: weights, target, optimiser,
   replay buffer, random-stream states, counters and metrics. Resuming from a checkpoint therefore continues
   exactly as the uninterrupted run would have (tested on CPU). The episodes cut at a segment boundary are
   truncations: they are neither replayed across the cut nor logged as finished episodes.
-* **Evaluation protocol.** At every segment boundary, ``eval_episodes`` fresh episodes per seed with
-  epsilon = ``eval_epsilon`` (0.05, as Nature DQN), raw score, separate environments and random streams, so
-  evaluation never changes training. Learning curves also report the raw return of every training episode,
-  as the MinAtar paper and CleanRL do.
+* **Evaluation.** At every segment boundary, ``eval_episodes`` fresh episodes per seed at epsilon ``eval_epsilon``
+  (0.05, as Nature DQN), raw score, on separate environments and streams: evaluation never changes training.
 """
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -40,8 +36,10 @@ import torch
 from torch import nn
 
 from imitlib.envs.games import MINATAR_CHANNELS, GameSpec, game_spec, make_vec_env
-from imitlib.envs.observations import decode_minatar, encode, frame_bytes, network_input
+from imitlib.envs.observations import network_input
 from imitlib.io import CheckpointMismatchError, read_checkpoint, save_checkpoint
+from imitlib.qnets import StackedNet, StackedQ, make_network, minatar_net, nature_cnn  # noqa: F401 (the API)
+from imitlib.replay import ReplayBuffer
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -101,191 +99,6 @@ class DQNConfig:
 
 
 # --------------------------------------------------------------------------------------------------
-# Networks
-
-
-def minatar_net(in_channels: int, n_actions: int) -> nn.Module:
-    """The MinAtar paper's network: one 3x3 conv with 16 filters, a 128-unit layer, a linear Q head."""
-    return nn.Sequential(
-        nn.Conv2d(in_channels, 16, 3, 1), nn.ReLU(), nn.Flatten(),
-        nn.Linear(16 * 8 * 8, 128), nn.ReLU(), nn.Linear(128, n_actions),
-    )
-
-
-def nature_cnn(in_channels: int, n_actions: int) -> nn.Module:
-    """The Nature-DQN network for 84x84 frames."""
-    return nn.Sequential(
-        nn.Conv2d(in_channels, 32, 8, 4), nn.ReLU(), nn.Conv2d(32, 64, 4, 2), nn.ReLU(),
-        nn.Conv2d(64, 64, 3, 1), nn.ReLU(), nn.Flatten(), nn.Linear(3136, 512), nn.ReLU(),
-        nn.Linear(512, n_actions),
-    )
-
-
-def make_network(cfg: DQNConfig, spec: GameSpec) -> nn.Module:
-    """The Q-network a config asks for, sized for a game."""
-    return (minatar_net if cfg.network == "minatar" else nature_cnn)(spec.in_channels, spec.n_actions)
-
-
-class StackedNet(nn.Module):
-    """S copies of a Conv2d/ReLU/Flatten/Linear ``nn.Sequential``, computed together as one grouped network.
-
-    Parameters carry a leading seed dimension. Convolutions run as one grouped convolution (``groups=S``) and
-    linear layers as one batched matrix product, so S small networks cost about as much as one wide one. Seed
-    s starts from exactly the weights ``make()`` gives after ``torch.manual_seed(seeds[s])``.
-    """
-
-    def __init__(self, make: Callable[[], nn.Module], seeds: Sequence[int]) -> None:
-        super().__init__()
-        nets = []
-        for seed in seeds:
-            torch.manual_seed(seed)
-            nets.append(make())
-        self.make, self.n = make, len(seeds)
-        self.layers: list[tuple[str, Any, Any]] = []  # (kind, stride, padding): the architecture, no weights
-        self.weights = nn.ParameterList()
-        self.biases = nn.ParameterList()
-        for i, layer in enumerate(nets[0]):
-            if isinstance(layer, nn.Conv2d | nn.Linear):
-                self.weights.append(nn.Parameter(torch.stack([net[i].weight.detach() for net in nets])))
-                self.biases.append(nn.Parameter(torch.stack([net[i].bias.detach() for net in nets])))
-                conv = isinstance(layer, nn.Conv2d)
-                self.layers.append(("conv", layer.stride, layer.padding) if conv else ("linear", None, None))
-            elif isinstance(layer, nn.ReLU | nn.Flatten):
-                self.layers.append(("relu" if isinstance(layer, nn.ReLU) else "flatten", None, None))
-            else:
-                raise TypeError(f"StackedNet supports Conv2d, Linear, ReLU and Flatten, not {type(layer).__name__}")
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Inputs ``(S, B, ...)`` -> outputs ``(S, B, ...)``, seed s through network s."""
-        n, batch = x.shape[:2]
-        h = x.transpose(0, 1).reshape(batch, -1, *x.shape[3:]) if x.dim() == 5 else x  # (B, S*C, H, W)
-        p = 0
-        for kind, stride, padding in self.layers:
-            if kind == "conv":
-                w, b = self.weights[p], self.biases[p]
-                h = nn.functional.conv2d(h, w.flatten(0, 1), b.flatten(), stride, padding, groups=n)
-                p += 1
-            elif kind == "linear":
-                h = torch.baddbmm(self.biases[p][:, None, :], h, self.weights[p].transpose(1, 2))
-                p += 1
-            elif kind == "relu":
-                h = torch.relu(h)
-            else:  # flatten: (B, S*C, H, W) -> (S, B, C*H*W)
-                h = h.reshape(batch, n, -1).transpose(0, 1)
-        return h
-
-    def single(self, s: int) -> nn.Module:
-        """Seed ``s`` as an ordinary ``nn.Module`` (for analysis, rollouts and transplants)."""
-        net = self.make()
-        layers = [m for m in net if isinstance(m, nn.Conv2d | nn.Linear)]
-        with torch.no_grad():
-            for layer, w, b in zip(layers, self.weights, self.biases, strict=True):
-                layer.weight.copy_(w[s])
-                layer.bias.copy_(b[s])
-        return net
-
-
-class StackedQ:
-    """Online and target Q-networks for S seeds."""
-
-    def __init__(self, make: Callable[[], nn.Module], seeds: Sequence[int], device: str = "cpu") -> None:
-        self.online = StackedNet(make, seeds).to(device)
-        self.target = copy.deepcopy(self.online).requires_grad_(False)
-
-    def sync_target(self) -> None:
-        """Copy the online weights into the target network."""
-        self.target.load_state_dict(self.online.state_dict())
-
-
-# --------------------------------------------------------------------------------------------------
-# Replay buffer
-
-
-class ReplayBuffer:
-    """Per seed and environment, a ring of the newest frame of every observation plus what happened next.
-
-    Slot ``t`` of ring ``(s, e)`` holds the newest frame of the observation seen before action ``t``, the action,
-    the (learning) reward, whether the transition was terminal, whether that frame started an episode, and
-    whether the transition can be replayed (not cut by a time limit or a segment boundary). The next
-    observation of slot ``t`` is slot ``t + 1`` of the same ring.
-    """
-
-    def __init__(self, spec: GameSpec, n_seeds: int, num_envs: int, capacity: int) -> None:
-        self.spec, self.stack = spec, spec.stack
-        self.length = capacity // num_envs  # ring length per environment
-        shape = (n_seeds, num_envs, self.length)
-        self.frames = np.zeros((*shape, frame_bytes(spec)), np.uint8)
-        self.actions = np.zeros(shape, np.int16)
-        self.rewards = np.zeros(shape, np.float32)
-        self.terminal = np.zeros(shape, bool)
-        self.starts = np.zeros(shape, bool)
-        self.replayable = np.zeros(shape, bool)
-        self.pos, self.size = 0, 0  # all rings advance together
-
-    def add(self, obs: np.ndarray, actions: np.ndarray, rewards: np.ndarray, terminal: np.ndarray,
-            starts: np.ndarray, replayable: np.ndarray) -> None:
-        """Write one vector step for every seed and environment."""
-        p = self.pos
-        s, e = obs.shape[:2]
-        self.frames[:, :, p] = encode(obs.reshape(s * e, *obs.shape[2:])).reshape(s, e, -1)  # (S, E, bytes)
-        self.actions[:, :, p], self.rewards[:, :, p] = actions, rewards
-        self.terminal[:, :, p], self.starts[:, :, p], self.replayable[:, :, p] = terminal, starts, replayable
-        self.pos = (p + 1) % self.length
-        self.size = min(self.size + 1, self.length)
-
-    def _valid_slots(self) -> tuple[int, int]:
-        """Slots [lo, lo + n) (mod length), oldest first, whose next frame and frame history both exist."""
-        oldest = (self.pos - self.size) % self.length
-        lo = oldest + (self.stack - 1)  # the oldest slots lack their history
-        return lo, self.size - (self.stack - 1) - 1  # the newest slot lacks its next frame
-
-    def _stacks(self, s: int, e: np.ndarray, t: np.ndarray) -> np.ndarray:
-        """Rebuild observations for slots ``t`` of rings ``(s, e)``: zeros before an episode's first frame."""
-        k = self.stack
-        idx = (t[:, None] - np.arange(k - 1, -1, -1)) % self.length  # (B, k), oldest first
-        frames = self.frames[s, e[:, None], idx]  # (B, k, bytes)
-        if self.spec.kind == "minatar":
-            return decode_minatar(frames[:, -1], self.spec)
-        starts = self.starts[s, e[:, None], idx]
-        later_start = np.cumsum(starts[:, ::-1], axis=1)[:, ::-1] - starts  # starts strictly after each frame
-        frames = np.where((later_start == 0)[..., None], frames, 0)
-        return frames.reshape(len(t), k, *self.spec.frame_shape)
-
-    def sample(self, batch: int, rngs: Sequence[np.random.Generator]) -> dict[str, np.ndarray]:
-        """``batch`` replayable transitions per seed, each seed drawing from its own stream."""
-        lo, n = self._valid_slots()
-        if n < 1:
-            raise RuntimeError("replay buffer has no complete transition yet: raise learning_starts")
-        num_envs = self.frames.shape[1]
-        out: dict[str, list[np.ndarray]] = {k: [] for k in ("obs", "actions", "rewards", "terminal", "next_obs")}
-        for s, rng in enumerate(rngs):
-            e, t = np.empty(0, np.int64), np.empty(0, np.int64)
-            while len(t) < batch:  # rejection sampling: non-replayable slots are rare
-                ce = rng.integers(num_envs, size=batch)
-                ct = (lo + rng.integers(n, size=batch)) % self.length
-                ok = self.replayable[s, ce, ct]
-                e, t = np.concatenate([e, ce[ok]]), np.concatenate([t, ct[ok]])
-            e, t = e[:batch], t[:batch]
-            out["obs"].append(self._stacks(s, e, t))
-            out["next_obs"].append(self._stacks(s, e, (t + 1) % self.length))
-            out["actions"].append(self.actions[s, e, t].astype(np.int64))
-            out["rewards"].append(self.rewards[s, e, t])
-            out["terminal"].append(self.terminal[s, e, t])
-        return {k: np.stack(v) for k, v in out.items()}
-
-    def state(self) -> dict[str, Any]:
-        """Everything needed to restore the buffer exactly."""
-        arrays = {k: torch.from_numpy(getattr(self, k).copy()) for k in
-                  ("frames", "actions", "rewards", "terminal", "starts", "replayable")}
-        return {**arrays, "pos": self.pos, "size": self.size}
-
-    def load_state(self, state: dict[str, Any]) -> None:
-        for k in ("frames", "actions", "rewards", "terminal", "starts", "replayable"):
-            getattr(self, k)[...] = state[k].numpy()
-        self.pos, self.size = int(state["pos"]), int(state["size"])
-
-
-# --------------------------------------------------------------------------------------------------
 # Hooks: how a recorder watches training without the learner knowing about it
 
 
@@ -335,7 +148,7 @@ class Hooks:
 
 
 # --------------------------------------------------------------------------------------------------
-# Training
+# Run state: counters and metrics, and the learner that carries them
 
 
 @dataclass
@@ -388,13 +201,59 @@ class DQNRun:
         return steps, means.reshape(len(self.seeds), len(steps))
 
 
-def _seed_ints(*parts: int) -> int:
+def seed_ints(*parts: int) -> int:
     """A 32-bit seed derived from several integers (run seed, segment, purpose, env)."""
     return int(np.random.SeedSequence(list(parts)).generate_state(1)[0])
 
 
-def _reset_seeds(seeds: Sequence[int], num_envs: int, segment: int, purpose: int) -> list[int]:
-    return [_seed_ints(s, segment, purpose, e) for s in seeds for e in range(num_envs)]
+def reset_seeds(seeds: Sequence[int], num_envs: int, segment: int, purpose: int) -> list[int]:
+    """Environment reset seeds of a segment, seed-major: training (purpose 0) and evaluation (1) never share."""
+    return [seed_ints(s, segment, purpose, e) for s in seeds for e in range(num_envs)]
+
+
+@dataclass
+class Learner:
+    """What the training loop threads through every step: S seeds' networks, optimiser, replay and streams."""
+
+    cfg: DQNConfig
+    seeds: tuple[int, ...]
+    spec: GameSpec
+    q: StackedQ
+    optim: torch.optim.Optimizer
+    buffer: ReplayBuffer
+    state: RunState
+    act_rngs: list[np.random.Generator]  # per seed: exploration draws
+    sample_rngs: list[np.random.Generator]  # per seed: replay sampling
+    hooks: Hooks
+
+    @classmethod
+    def new(cls, cfg: DQNConfig, seeds: tuple[int, ...], hooks: Hooks) -> Learner:
+        """Fresh networks (seed s initialised under ``torch.manual_seed(s)``), optimiser, replay and streams."""
+        spec = game_spec(cfg.env_id, full_action_space=cfg.full_action_space, channels=cfg.channels)
+        q = StackedQ(lambda: make_network(cfg, spec), seeds, cfg.device)
+        optim = torch.optim.Adam(q.online.parameters(), lr=cfg.lr, eps=cfg.adam_eps, foreach=True)
+        return cls(cfg, seeds, spec, q, optim, ReplayBuffer(spec, len(seeds), cfg.num_envs, cfg.buffer_size),
+                   RunState(episodes=[[] for _ in seeds]), [np.random.default_rng([s, 1]) for s in seeds],
+                   [np.random.default_rng([s, 2]) for s in seeds], hooks)
+
+    def run(self) -> DQNRun:
+        """The run so far, as callers and hooks see it."""
+        return DQNRun(self.cfg, self.seeds, self.spec, self.q, self.state)
+
+
+# --------------------------------------------------------------------------------------------------
+# The algorithm: act, TD loss, update, the segment loop, train
+
+
+def act(q: StackedQ, spec: GameSpec, obs: np.ndarray, epsilon: float, rngs: Sequence[np.random.Generator],
+        device: str) -> np.ndarray:
+    """Epsilon-greedy actions ``(S, E)``; every seed draws the same amount from its stream each call."""
+    with torch.no_grad():
+        greedy = q.online(network_input(spec, torch.as_tensor(obs, device=device))).argmax(-1).cpu().numpy()
+    n_envs = obs.shape[1]
+    explore = np.stack([rng.random(n_envs) for rng in rngs]) < epsilon
+    random_actions = np.stack([rng.integers(spec.n_actions, size=n_envs) for rng in rngs])
+    return np.where(explore, random_actions, greedy)
 
 
 def td_loss(q: StackedQ, batch: dict[str, torch.Tensor], cfg: DQNConfig, spec: GameSpec) -> tuple[
@@ -414,15 +273,69 @@ def td_loss(q: StackedQ, batch: dict[str, torch.Tensor], cfg: DQNConfig, spec: G
     return err(q_taken, y, reduction="none").mean(-1), q_taken.detach().mean(-1)
 
 
-def act(q: StackedQ, spec: GameSpec, obs: np.ndarray, epsilon: float, rngs: Sequence[np.random.Generator],
-        device: str) -> np.ndarray:
-    """Epsilon-greedy actions ``(S, E)``; every seed draws the same amount from its stream each call."""
-    with torch.no_grad():
-        greedy = q.online(network_input(spec, torch.as_tensor(obs, device=device))).argmax(-1).cpu().numpy()
-    n_envs = obs.shape[1]
-    explore = np.stack([rng.random(n_envs) for rng in rngs]) < epsilon
-    random_actions = np.stack([rng.integers(spec.n_actions, size=n_envs) for rng in rngs])
-    return np.where(explore, random_actions, greedy)
+def update(learner: Learner) -> None:
+    """One gradient step for every seed at once, on a replay batch per seed."""
+    cfg, state = learner.cfg, learner.state
+    sample = learner.buffer.sample(cfg.batch_size, learner.sample_rngs)
+    batch = {k: torch.as_tensor(v, device=cfg.device) for k, v in sample.items()}
+    loss, mean_q = td_loss(learner.q, batch, cfg, learner.spec)
+    learner.optim.zero_grad(set_to_none=True)
+    loss.sum().backward()  # a sum of per-seed losses: each seed's gradient is its own
+    learner.optim.step()
+    state.updates += 1
+    if state.updates % 100 == 0:
+        state.losses.append((state.env_steps, loss.detach().tolist(), mean_q.tolist()))
+    if learner.hooks.on_update:
+        learner.hooks.on_update(UpdateInfo(state.updates, state.env_steps, loss.detach().numpy(), mean_q.numpy()))
+
+
+def run_segment(learner: Learner, envs: Any, bar: Any = None) -> None:
+    """One segment: reset every environment, then act, store, learn and sync the target until its last step."""
+    cfg, state, hooks = learner.cfg, learner.state, learner.hooks
+    n_seeds, n_envs = len(learner.seeds), cfg.num_envs
+    shape = (n_seeds, n_envs)
+    obs, info = envs.reset(seed=reset_seeds(learner.seeds, n_envs, state.segment, purpose=0))
+    obs = obs.reshape(*shape, *obs.shape[1:])  # (S * E, ...) -> (S, E, ...)
+    lives = np.asarray(info.get("lives", np.zeros(n_seeds * n_envs))).reshape(shape)
+    starts = np.ones(shape, bool)
+    ep_return, ep_len = np.zeros(shape), np.zeros(shape, np.int64)
+    vector_steps = min(cfg.segment_steps, cfg.steps - state.env_steps) // n_envs
+    target_every = cfg.target_every // n_envs
+    for i in range(vector_steps):
+        # act and step every environment of every seed
+        eps = cfg.epsilon(state.env_steps)
+        actions = act(learner.q, learner.spec, obs, eps, learner.act_rngs, cfg.device)
+        next_obs, rewards, terminated, truncated, info = envs.step(actions.reshape(-1))
+        next_obs = next_obs.reshape(*shape, *next_obs.shape[1:])  # (S * E, ...) -> (S, E, ...)
+        rewards, terminated, truncated = (np.asarray(x).reshape(shape) for x in (rewards, terminated, truncated))
+        # store the transition: time limits and the segment's end are cuts, neither bootstrapped nor replayed
+        cut = truncated | (i == vector_steps - 1)
+        ended = terminated | truncated
+        new_lives = np.asarray(info.get("lives", np.zeros(n_seeds * n_envs))).reshape(shape)
+        life_lost = (new_lives < lives) & ~ended if cfg.life_loss_terminal else np.zeros(shape, bool)
+        learn_reward = np.sign(rewards) if cfg.clip_rewards else rewards
+        learner.buffer.add(obs, actions, learn_reward, terminated | life_lost, starts, ~cut | terminated)
+        state.env_steps += n_envs
+        if hooks.on_step:
+            hooks.on_step(StepInfo(state.env_steps, state.updates, eps, obs, actions, rewards, terminated, cut))
+        # log finished episodes (raw score)
+        ep_return += rewards
+        ep_len += 1
+        for s, e in zip(*np.nonzero(ended), strict=True):
+            finished = EpisodeInfo(int(s), int(e), state.env_steps, float(ep_return[s, e]), int(ep_len[s, e]))
+            state.episodes[s].append((finished.env_steps, finished.episode_return, finished.length))
+            if hooks.on_episode:
+                hooks.on_episode(finished)
+        ep_return[ended] = 0.0
+        ep_len[ended] = 0
+        obs, lives, starts = next_obs, new_lives, ended
+        # learn, and copy the target network on schedule
+        if state.env_steps >= cfg.learning_starts and (i + 1) % cfg.train_every == 0:
+            update(learner)
+        if (state.env_steps // n_envs) % target_every == 0:
+            learner.q.sync_target()
+        if bar is not None:
+            bar.update(n_envs)
 
 
 def train(
@@ -438,24 +351,13 @@ def train(
 
     ``stop_after_segments`` ends the call after that many segments (as if killed right after a checkpoint).
     """
-    seeds = tuple(int(s) for s in seeds)
-    hooks = hooks or Hooks()
     torch.set_flush_denormal(True)  # Adam's tiny second moments are denormal floats: 5-10x slower on x86
-    spec = game_spec(cfg.env_id, full_action_space=cfg.full_action_space, channels=cfg.channels)
-    q = StackedQ(lambda: make_network(cfg, spec), seeds, cfg.device)
-    optim = torch.optim.Adam(q.online.parameters(), lr=cfg.lr, eps=cfg.adam_eps, foreach=True)
-    buffer = ReplayBuffer(spec, len(seeds), cfg.num_envs, cfg.buffer_size)
-    state = RunState(episodes=[[] for _ in seeds])
+    learner = Learner.new(cfg, tuple(int(s) for s in seeds), hooks or Hooks())
     path = Path(run_dir) / CHECKPOINT if run_dir else None
     if path and path.exists():
-        state = _load_checkpoint(path, cfg, seeds, spec, q, optim, buffer)
-    act_rngs = [np.random.default_rng([s, 1]) for s in seeds]
-    sample_rngs = [np.random.default_rng([s, 2]) for s in seeds]
-    if state.rng_states:
-        for rng, st in zip(act_rngs + sample_rngs, state.rng_states, strict=True):
-            rng.bit_generator.state = st
-
-    envs = make_vec_env(cfg.env_id, len(seeds) * cfg.num_envs, sticky=cfg.sticky,
+        load_checkpoint(path, learner)
+    state = learner.state
+    envs = make_vec_env(cfg.env_id, len(learner.seeds) * cfg.num_envs, sticky=cfg.sticky,
                         full_action_space=cfg.full_action_space, channels=cfg.channels)
     bar = None
     if progress:
@@ -466,18 +368,18 @@ def train(
     try:
         while state.env_steps < cfg.steps:
             start = time.perf_counter()
-            _run_segment(cfg, seeds, spec, q, optim, buffer, state, envs, act_rngs, sample_rngs, hooks, bar)
-            returns = evaluate(q, spec, cfg, seeds, segment=state.segment)
+            run_segment(learner, envs, bar)
+            returns = evaluate(learner.q, learner.spec, cfg, learner.seeds, segment=state.segment)
             state.evals.append((state.env_steps, returns.tolist()))
             state.segment += 1
             state.wall_seconds += time.perf_counter() - start
-            state.rng_states = [rng.bit_generator.state for rng in act_rngs + sample_rngs]
+            state.rng_states = [rng.bit_generator.state for rng in learner.act_rngs + learner.sample_rngs]
             if path:
-                _save_checkpoint(path, cfg, seeds, spec, q, optim, buffer, state)
+                save_checkpoint_of(path, learner)
             if bar is not None:
                 bar.set_postfix(eval=f"{returns.mean():.2f}")
-            if hooks.on_segment:
-                hooks.on_segment(DQNRun(cfg, seeds, spec, q, state))
+            if learner.hooks.on_segment:
+                learner.hooks.on_segment(learner.run())
             done_segments += 1
             if stop_after_segments is not None and done_segments >= stop_after_segments:
                 break
@@ -485,69 +387,7 @@ def train(
         envs.close()
         if bar is not None:
             bar.close()
-    return DQNRun(cfg, seeds, spec, q, state)
-
-
-def _run_segment(cfg: DQNConfig, seeds: tuple[int, ...], spec: GameSpec, q: StackedQ, optim: torch.optim.Optimizer,
-                 buffer: ReplayBuffer, state: RunState, envs: Any, act_rngs: list[np.random.Generator],
-                 sample_rngs: list[np.random.Generator], hooks: Hooks, bar: Any) -> None:
-    """One segment: reset every environment, then step, store, and learn until the segment's last step."""
-    n_seeds, n_envs = len(seeds), cfg.num_envs
-    shape = (n_seeds, n_envs)
-    obs, info = envs.reset(seed=_reset_seeds(seeds, n_envs, state.segment, purpose=0))
-    obs = obs.reshape(*shape, *obs.shape[1:])
-    lives = np.asarray(info.get("lives", np.zeros(n_seeds * n_envs))).reshape(shape)
-    starts = np.ones(shape, bool)
-    ep_return, ep_len = np.zeros(shape), np.zeros(shape, np.int64)
-    vector_steps = min(cfg.segment_steps, cfg.steps - state.env_steps) // n_envs
-    target_every = cfg.target_every // n_envs
-    for i in range(vector_steps):
-        eps = cfg.epsilon(state.env_steps)
-        actions = act(q, spec, obs, eps, act_rngs, cfg.device)
-        next_obs, rewards, terminated, truncated, info = envs.step(actions.reshape(-1))
-        next_obs = next_obs.reshape(*shape, *next_obs.shape[1:])
-        rewards, terminated, truncated = (np.asarray(x).reshape(shape) for x in (rewards, terminated, truncated))
-        cut = truncated | (i == vector_steps - 1)  # time limit or segment end: do not bootstrap, do not replay
-        ended = terminated | truncated
-        new_lives = np.asarray(info.get("lives", np.zeros(n_seeds * n_envs))).reshape(shape)
-        life_lost = (new_lives < lives) & ~ended if cfg.life_loss_terminal else np.zeros(shape, bool)
-        learn_reward = np.sign(rewards) if cfg.clip_rewards else rewards
-        buffer.add(obs, actions, learn_reward, terminated | life_lost, starts, ~cut | terminated)
-        state.env_steps += n_envs
-        if hooks.on_step:
-            hooks.on_step(StepInfo(state.env_steps, state.updates, eps, obs, actions, rewards, terminated, cut))
-        ep_return += rewards
-        ep_len += 1
-        for s, e in zip(*np.nonzero(ended), strict=True):
-            finished = EpisodeInfo(int(s), int(e), state.env_steps, float(ep_return[s, e]), int(ep_len[s, e]))
-            state.episodes[s].append((finished.env_steps, finished.episode_return, finished.length))
-            if hooks.on_episode:
-                hooks.on_episode(finished)
-        ep_return[ended] = 0.0
-        ep_len[ended] = 0
-        obs, lives, starts = next_obs, new_lives, ended
-        if state.env_steps >= cfg.learning_starts and (i + 1) % cfg.train_every == 0:
-            _update(cfg, spec, q, optim, buffer, sample_rngs, state, hooks)
-        if (state.env_steps // n_envs) % target_every == 0:
-            q.sync_target()
-        if bar is not None:
-            bar.update(n_envs)
-
-
-def _update(cfg: DQNConfig, spec: GameSpec, q: StackedQ, optim: torch.optim.Optimizer, buffer: ReplayBuffer,
-            rngs: list[np.random.Generator], state: RunState, hooks: Hooks) -> None:
-    """One gradient step for every seed at once."""
-    sample = buffer.sample(cfg.batch_size, rngs)
-    batch = {k: torch.as_tensor(v, device=cfg.device) for k, v in sample.items()}
-    loss, mean_q = td_loss(q, batch, cfg, spec)
-    optim.zero_grad(set_to_none=True)
-    loss.sum().backward()  # a sum of per-seed losses: each seed's gradient is its own
-    optim.step()
-    state.updates += 1
-    if state.updates % 100 == 0:
-        state.losses.append((state.env_steps, loss.detach().tolist(), mean_q.tolist()))
-    if hooks.on_update:
-        hooks.on_update(UpdateInfo(state.updates, state.env_steps, loss.detach().numpy(), mean_q.numpy()))
+    return learner.run()
 
 
 def evaluate(q: StackedQ, spec: GameSpec, cfg: DQNConfig, seeds: Sequence[int], *, segment: int,
@@ -558,7 +398,7 @@ def evaluate(q: StackedQ, spec: GameSpec, cfg: DQNConfig, seeds: Sequence[int], 
     envs = make_vec_env(cfg.env_id, len(seeds) * episodes, sticky=cfg.sticky,
                         full_action_space=cfg.full_action_space, channels=cfg.channels)
     rngs = [np.random.default_rng([s, 3, segment]) for s in seeds]
-    obs, _ = envs.reset(seed=_reset_seeds(seeds, episodes, segment, purpose=1))
+    obs, _ = envs.reset(seed=reset_seeds(seeds, episodes, segment, purpose=1))
     shape = (len(seeds), episodes)
     returns, running = np.zeros(shape), np.ones(shape, bool)
     for _ in range(max_steps):
@@ -573,23 +413,24 @@ def evaluate(q: StackedQ, spec: GameSpec, cfg: DQNConfig, seeds: Sequence[int], 
 
 
 # --------------------------------------------------------------------------------------------------
-# Checkpoints
+# Checkpoints: everything that determines the future, so a resumed run continues exactly
 
 
 def _meta(cfg: DQNConfig, seeds: tuple[int, ...], spec: GameSpec) -> dict[str, Any]:
     return {"config": asdict(cfg), "seeds": list(seeds), "spec": asdict(spec)}
 
 
-def _save_checkpoint(path: Path, cfg: DQNConfig, seeds: tuple[int, ...], spec: GameSpec, q: StackedQ,
-                     optim: torch.optim.Optimizer, buffer: ReplayBuffer, state: RunState) -> None:
+def save_checkpoint_of(path: Path, learner: Learner) -> None:
     """Write the whole run state atomically (see :mod:`imitlib.io`)."""
+    q = learner.q
     state_dicts = {
         "params": {k: v.detach().cpu() for k, v in q.online.state_dict().items()},
         "target": {k: v.cpu() for k, v in q.target.state_dict().items()},
-        "optim": optim.state_dict(),
-        "buffer": buffer.state(),
+        "optim": learner.optim.state_dict(),
+        "buffer": learner.buffer.state(),
     }
-    save_checkpoint(path, state_dicts, {**_meta(cfg, seeds, spec), "state": asdict(state)})
+    save_checkpoint(path, state_dicts, {**_meta(learner.cfg, learner.seeds, learner.spec),
+                                        "state": asdict(learner.state)})
 
 
 def _check_compatible(path: Path, meta: dict[str, Any], cfg: DQNConfig, seeds: tuple[int, ...],
@@ -613,21 +454,24 @@ def _check_compatible(path: Path, meta: dict[str, Any], cfg: DQNConfig, seeds: t
                                       + ". Use another run directory, or the original settings.")
 
 
-def _load_checkpoint(path: Path, cfg: DQNConfig, seeds: tuple[int, ...], spec: GameSpec, q: StackedQ,
-                     optim: torch.optim.Optimizer, buffer: ReplayBuffer) -> RunState:
+def load_checkpoint(path: Path, learner: Learner) -> None:
+    """Restore a learner from its checkpoint (refused if written for another run), streams included."""
     blob = read_checkpoint(path)
-    _check_compatible(path, blob["meta"], cfg, seeds, spec)
-    q.online.load_state_dict(blob["params"])
-    q.target.load_state_dict(blob["target"])
-    optim.load_state_dict(blob["optim"])
-    buffer.load_state(blob["buffer"])
+    _check_compatible(path, blob["meta"], learner.cfg, learner.seeds, learner.spec)
+    learner.q.online.load_state_dict(blob["params"])
+    learner.q.target.load_state_dict(blob["target"])
+    learner.optim.load_state_dict(blob["optim"])
+    learner.buffer.load_state(blob["buffer"])
     st = blob["meta"]["state"]
-    return RunState(
+    learner.state = RunState(
         env_steps=st["env_steps"], updates=st["updates"], segment=st["segment"], wall_seconds=st["wall_seconds"],
         episodes=[[tuple(x) for x in eps] for eps in st["episodes"]],
         evals=[(step, r) for step, r in st["evals"]], losses=[tuple(x) for x in st["losses"]],
         rng_states=st["rng_states"],
     )
+    if learner.state.rng_states:  # written at every segment's end
+        for rng, saved in zip(learner.act_rngs + learner.sample_rngs, learner.state.rng_states, strict=True):
+            rng.bit_generator.state = saved
 
 
 def load_q_network(path: str | Path, spec: GameSpec, seed_index: int = 0) -> nn.Module:

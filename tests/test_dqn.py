@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -142,3 +144,24 @@ def test_ale_breakout_trains_end_to_end_with_the_nature_network(tmp_path):
     assert run.state.env_steps == 192 and run.state.updates > 0
     net = load_q_network(tmp_path / "checkpoint.pt", game_spec("ALE/Breakout-v5", full_action_space=True))
     assert net(torch.zeros(1, 4, 84, 84)).shape == (1, 18)
+
+
+@pytest.mark.parametrize("cfg", [TINY, replace(TINY, num_envs=2, double_dqn=True, loss="mse")],
+                         ids=["default", "two-envs-double-mse"])
+def test_the_stacked_run_of_one_seed_equals_the_plain_reference_loop(cfg):
+    """The oracle: one seed through the stacked network, optimiser and vectorised loop ends with the weights (and
+    the episodes) of the textbook one-network loop."""
+    from imitlib.dqn_reference import train_reference
+
+    stacked = train(cfg, [7], progress=False)
+    net, episodes = train_reference(cfg, 7)
+    plain = {k: v for k, v in net.state_dict().items()}
+    single = stacked.q.online.single(0).state_dict()
+    assert stacked.state.updates > 100, "enough updates for any difference to show"
+    for k, v in plain.items():  # a batched matmul and a grouped conv sum in another order: last-bit rounding
+        torch.testing.assert_close(single[k], v, rtol=1e-4, atol=1e-6)
+    assert episodes == stacked.state.episodes[0]
+    torch.manual_seed(7)
+    start = make_network(cfg, stacked.spec).state_dict()  # the weights both began from
+    moved = max((single[k] - start[k]).abs().max() for k in plain)
+    assert moved > 1e-3, "the weights moved far more than the tolerance: the comparison can fail"

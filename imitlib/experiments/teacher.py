@@ -18,6 +18,8 @@ import imitlib.dqn
 import imitlib.envs.games
 import imitlib.envs.observations
 import imitlib.io
+import imitlib.qnets
+import imitlib.replay
 from imitlib import anchors, artifacts, dqn, plots, stats
 from imitlib.envs.games import MINATAR_GAMES, GameSpec
 from imitlib.experiments.common import CLI, load_or_explain, recorded_dataset
@@ -192,8 +194,8 @@ def probe_values(art: artifacts.Artifact, exp: TeacherExperiment, states: np.nda
 
 
 # the source that determines a teacher artifact (edits elsewhere do not mark stored teachers stale)
-TEACHER_CODE = (imitlib.dqn, imitlib.envs.games, imitlib.envs.observations, teacher_experiment, run_teacher,
-                snapshot_segments)
+TEACHER_CODE = (imitlib.dqn, imitlib.qnets, imitlib.replay, imitlib.envs.games, imitlib.envs.observations,
+                teacher_experiment, run_teacher, snapshot_segments)
 
 
 def _minatar_dataset_name(exp: TeacherExperiment, every: int) -> str:

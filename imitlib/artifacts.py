@@ -160,13 +160,14 @@ def _device_blind(value: Any) -> Any:
 
 
 def git_commit() -> str | None:
-    """The repository's HEAD commit (with ``-dirty`` if the tree has changes), or None outside git."""
+    """The repository's HEAD commit (with ``-dirty`` if its code has uncommitted changes; stored results under
+    ``results/`` are outputs, not code), or None outside git."""
     here = Path(__file__).resolve().parent
     try:
         sha = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=here, capture_output=True,
                              text=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
-                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ":/", ":!/results"],
+                               cwd=here, capture_output=True, text=True, timeout=10, check=True).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
     return sha + ("-dirty" if dirty else "")

@@ -113,6 +113,34 @@ def cmd_record(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_beyond(args: argparse.Namespace) -> int:
+    """Chapter 6: frozen AD students rolled out far past their history (whole, or truncated to its first part)."""
+    from imitlib.experiments import beyond
+
+    scale = get_scale(args.scale)
+    fractions = [1.0] if args.part == "long" else ([args.fraction] if args.fraction else list(beyond.FRACTIONS))
+    for fraction in fractions:
+        test = beyond.beyond_config(scale, fraction)
+        art = beyond.beyond_artifact(test, scale)
+        print(f"{beyond.beyond_name(test)}: {test.episodes:,} episodes on the held-out goals after the first "
+              f"{int(art['kept'])} of each history")
+        for mode, row in beyond.summary(art).items():
+            print(f"  {mode}: plateau {row['plateau']}, data ceiling {row['ceiling']:.2f}, source then "
+                  f"{row['source_end']:.2f}: {row['verdict']}")
+    return 0
+
+
+def fraction(text: str) -> float:
+    """argparse type: a share of each history, in (0, 1)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be a fraction between 0 and 1 (exclusive), got {text!r}")
+    return value
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     """A recorded history as a Minari dataset (the optional ``minari`` extra)."""
     try:
@@ -253,6 +281,12 @@ def main(argv: list[str] | None = None) -> int:
                    help="ablations: one of them by name (default: every one)")
     p.add_argument("--scale", default=None, help="ci, lab or full (default: $IMITLIB_SCALE or lab)")
     p.set_defaults(fn=cmd_incontext)
+    p = sub.add_parser("beyond", help="chapter 6: can a frozen student improve past its history?")
+    p.add_argument("--part", choices=["long", "truncated"], required=True)
+    p.add_argument("--fraction", type=fraction, default=None,
+                   help="truncated: the share of each history kept (default: each of 0.1, 0.25, 0.5)")
+    p.add_argument("--scale", default=None, help="ci, lab or full (default: $IMITLIB_SCALE or lab)")
+    p.set_defaults(fn=cmd_beyond)
     p = sub.add_parser("restamp", help="after a proof test passes, mark the stale results it covers as current")
     p.add_argument("--after", required=True, choices=list(restamp.PROOFS), metavar="TEST",
                    help="the proof test (pytest node id): " + ", ".join(restamp.PROOFS))

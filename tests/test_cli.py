@@ -98,6 +98,8 @@ def _usage_error(capsys, argv: list[str]) -> str:
     (["tabular", "--scale", "galactic"], "valid scales are ci, lab or full"),
     (["student", "--kind", "ad", "--data", "minatar"], "--data minatar takes --kind ed only"),
     (["fly"], "invalid choice: 'fly'"),
+    (["beyond", "--part", "truncated", "--fraction", "1.5"], "argument --fraction: must be a fraction between 0"),
+    (["beyond", "--part", "sideways"], "argument --part: invalid choice: 'sideways'"),
 ])
 def test_known_bad_input_is_one_line_and_exit_2(capsys, argv, says):
     if argv[0] == "student":  # refused after parsing, by the command itself
@@ -143,3 +145,9 @@ def test_unexpected_errors_keep_their_traceback(monkeypatch):
     monkeypatch.setattr(experiments, "tabular_artifact", bug)
     with pytest.raises(ZeroDivisionError):
         main(["tabular", "--scale", "ci"])
+
+
+def test_beyond_long_at_ci_prints_plateau_ceiling_and_verdict(capsys):
+    assert main(["beyond", "--part", "long", "--scale", "ci"]) == 0
+    out = capsys.readouterr().out
+    assert "ch06_long_ad" in out and "  sampled: plateau" in out and "  greedy: plateau" in out and "ceiling" in out

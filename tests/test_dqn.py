@@ -153,13 +153,18 @@ def test_the_stacked_run_of_one_seed_equals_the_plain_reference_loop(cfg):
     the episodes) of the textbook one-network loop."""
     from imitlib.dqn_reference import train_reference
 
-    stacked = train(cfg, [7], progress=False)
-    net, episodes = train_reference(cfg, 7)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # one reduction order: with two threads the last-bit differences grow ~10x in 250 updates
+    try:
+        stacked = train(cfg, [7], progress=False)
+        net, episodes = train_reference(cfg, 7)
+    finally:
+        torch.set_num_threads(threads)
     plain = {k: v for k, v in net.state_dict().items()}
     single = stacked.q.online.single(0).state_dict()
     assert stacked.state.updates > 100, "enough updates for any difference to show"
     for k, v in plain.items():  # a batched matmul and a grouped conv sum in another order: last-bit rounding
-        torch.testing.assert_close(single[k], v, rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(single[k], v, rtol=1e-4, atol=1e-5)
     assert episodes == stacked.state.episodes[0]
     torch.manual_seed(7)
     start = make_network(cfg, stacked.spec).state_dict()  # the weights both began from

@@ -1,0 +1,229 @@
+"""Chapter 6 (Question 2): can a frozen student keep improving past the history it imitated?
+
+Parts built so far:
+
+* ``long``: chapter 4's AD students (trained on whole 400-episode histories at ``lab``) rolled out frozen on the
+  held-out goals for :data:`LONG_FACTOR` times as many episodes as a history holds.
+* ``truncated``: AD students trained on only the first fraction f of every training history (same model and update
+  budget), rolled out just as long. Beside each: the **data ceiling** of the kept part (the best level its
+  recorded behaviour reached, and the source's greedy policy at the cut) and the **source continuing** past the cut.
+
+A verdict compares the student's plateau (its mean over the last :data:`PLATEAU_SHARE` of the rollout) with the
+data ceiling under the same decoding: sampled student against recorded (epsilon-greedy) behaviour, greedy student
+against the source's greedy policy. The thresholds were fixed before any lab run.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import imitlib.history
+import imitlib.tabular
+from imitlib import artifacts, stats
+from imitlib.experiments.common import CLI, _student_folder, load_or_explain
+from imitlib.experiments.histories import darkroom_histories, goal_split, history_sources
+from imitlib.experiments.students import (
+    DARKROOM_STUDENT_CODE,
+    DarkRoomStudents,
+    darkroom_students_artifact,
+    darkroom_students_config,
+    student_goals,
+    student_network,
+)
+from imitlib.scale import Scale
+
+LONG_FACTOR = 5  # rollouts last 5x a training history (issue #16: "at least 5x": lab 400 -> 2,000 episodes)
+FRACTIONS = (0.1, 0.25, 0.5)  # truncated histories: the first 10%, 25% and 50% of every training history
+PLATEAU_SHARE = 0.1  # a student's plateau: its mean return over the last 10% of the rollout (lab: 200 episodes)
+CEILING_WINDOW = 10  # the data's best level: the best 10-episode running mean of the kept part (one lucky
+#                      episode is not a level the data reached)
+MODES = ("sampled", "greedy")  # how the frozen student acts; compared with the data under the same decoding
+
+
+@dataclass(frozen=True)
+class BeyondTest:
+    """Frozen AD students on the held-out goals for a long rollout; ``fraction`` < 1 trains them on truncated
+    histories first (1: chapter 4's stored students)."""
+
+    students: DarkRoomStudents
+    fraction: float
+    episodes: int  # per rollout
+    repeats: int = 2  # rollouts per held-out goal
+
+
+def beyond_config(scale: Scale, fraction: float = 1.0) -> BeyondTest:
+    """The test at a scale: chapter 4's AD recipe, rollouts :data:`LONG_FACTOR` times a history's length."""
+    if not 0 < fraction <= 1:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+    students = darkroom_students_config(scale, "ad")
+    return BeyondTest(students=students, fraction=fraction, episodes=LONG_FACTOR * students.data.episodes)
+
+
+def kept_episodes(n: int, fraction: float) -> int:
+    """Episodes kept of an ``n``-episode history: the first ``fraction`` of it, rounded to the nearest episode."""
+    return max(1, math.floor(fraction * n + 0.5))
+
+
+def truncate_history(reader: Any, path: str | Path, fraction: float) -> Any:
+    """A copy of a history keeping only the first ``fraction`` of each run's recorded episodes (runs unmixed)."""
+    from imitlib.history import Episode, HistoryReader, HistoryWriter
+
+    m = reader.manifest
+    with HistoryWriter(path, obs_kind=m["obs_kind"], obs_shape=m["obs_shape"], n_actions=m["n_actions"],
+                       mode="overwrite", meta={**m["meta"], "truncated_to": fraction}) as w:
+        for run in reader.runs():
+            w.set_run(run, **reader.task(run))
+            first = int(np.searchsorted(reader.episodes["run"], run))  # the run's first episode (sorted by run)
+            for i in range(kept_episodes(reader.run_episodes(run), fraction)):
+                ep = reader.episode(first + i)
+                w.add(Episode(run=run, episode=int(ep["episode"][0]),
+                              **{f: ep[f] for f in imitlib.history.FIELDS}))
+    return HistoryReader(path)
+
+
+def beyond_name(test: BeyondTest) -> str:
+    """The artifact name: chapter 6, and the share of each history the students saw."""
+    return "ch06_long_ad" if test.fraction == 1 else f"ch06_truncated{round(100 * test.fraction)}_ad"
+
+
+def frozen_students(test: BeyondTest, scale: Scale, progress: bool) -> tuple[list[Any], dict[str, np.ndarray]]:
+    """The frozen students: chapter 4's (whole histories), or trained here on the truncated ones (resumable)."""
+    from imitlib.history import HistoryReader
+    from imitlib.imitation import train_student
+
+    exp = test.students
+    if test.fraction == 1:
+        art = darkroom_students_artifact(exp, scale, progress)
+        return [student_network(art, exp.student, i) for i in range(len(exp.seeds))], {
+            "loss": art["loss"], "accuracy": art["accuracy"]}
+    folder = darkroom_histories(exp.data, scale)
+    part = folder / f"learning-first{round(100 * test.fraction)}"
+    if not (part / "manifest.json").exists():
+        truncate_history(HistoryReader(folder / "learning"), part.with_name(part.name + ".partial"), test.fraction)
+        os.replace(part.with_name(part.name + ".partial"), part)
+    reader = HistoryReader(part)
+    goals = set(student_goals(exp).tolist())
+    runs = [r for r in reader.runs() if reader.task(r)["goal"] in goals]
+    root = _student_folder(beyond_name(test), test, scale)
+    trained = [train_student(replace(exp.student, seed=seed), reader, runs,
+                             None if scale.name == "ci" else root / f"seed{seed}", progress=progress)
+               for seed in exp.seeds]
+    return [t.model for t in trained], {"loss": np.array([t.loss for t in trained]),
+                                        "accuracy": np.array([t.accuracy for t in trained]),
+                                        "wall_seconds": np.array([t.wall_seconds for t in trained])}
+
+
+def source_continuing(test: BeyondTest, goals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The recorded source learners on ``goals`` (every recorded run of each), learning on for as long as the
+    students play: behaviour and greedy return per episode, each ``(runs, episodes)``. Same seeds and settings as
+    the recording, so its first episodes are the recorded ones."""
+    data = test.students.data
+    qcfg = history_sources(data.episodes)[data.source]  # the schedule the data was recorded with
+    runs = np.arange(data.runs_per_goal)
+    seeds = np.stack([np.full(len(goals) * len(runs), data.seed), np.repeat(goals, len(runs)),
+                      np.tile(runs, len(goals))], 1)
+    result = imitlib.tabular.q_learning(qcfg, np.repeat(goals, len(runs)), seeds, test.episodes,
+                                        evaluate_greedy=True)
+    return result.returns.T, result.greedy_returns.T
+
+
+def run_beyond(test: BeyondTest, scale: Scale, progress: bool = True) -> dict[str, np.ndarray]:
+    """Roll every seed's frozen student out on the held-out goals, sampled and greedy, and the source beside it."""
+    from imitlib.imitation import darkroom_rollout
+
+    models, out = frozen_students(test, scale, progress)
+    _, held = goal_split(test.students.data)
+    goals = np.repeat(held, test.repeats)
+    out["goals"] = goals
+    for mode in MODES:  # returns are whole numbers 0..horizon: stored as bytes
+        out[f"{mode}_returns"] = np.stack([
+            darkroom_rollout(model, goals, test.episodes, context_episodes=test.students.student.context_episodes,
+                             greedy=mode == "greedy", seed=6000 + i)["returns"] for i, model in enumerate(models)
+        ]).astype(np.uint8)  # (seeds, goals * repeats, episodes)
+    behaviour, greedy = source_continuing(test, held)
+    out["source_sampled"], out["source_greedy"] = behaviour.astype(np.uint8), greedy.astype(np.uint8)
+    out["kept"] = np.array(kept_episodes(test.students.data.episodes, test.fraction))
+    return out
+
+
+def beyond_artifact(test: BeyondTest, scale: Scale, progress: bool = True) -> artifacts.Artifact:
+    """A part's stored result, or computed and stored (trains the truncated students first)."""
+    return artifacts.cached(beyond_name(test), test, lambda: run_beyond(test, scale, progress), scale=scale.name,
+                            code=(*DARKROOM_STUDENT_CODE, kept_episodes, truncate_history, beyond_name, frozen_students,
+                                  source_continuing, run_beyond))
+
+
+def beyond_command(fraction: float) -> str:
+    """The command that computes a part (``{scale}`` left for :func:`load_or_explain`)."""
+    part = "long" if fraction == 1 else f"truncated --fraction {fraction}"
+    return f"{CLI} beyond --part {part} --scale {{scale}}"
+
+
+def load_beyond(scale: Scale, fraction: float) -> artifacts.Artifact | None:
+    """A part's stored result (computed at ``ci``), or None and the command that computes it."""
+    return load_or_explain(lambda: beyond_artifact(beyond_config(scale, fraction), scale), scale,
+                           beyond_command(fraction))
+
+
+# --------------------------------------------------------------------------------------------------
+# Reading a result: plateau, data ceiling, verdict
+
+
+def per_seed(art: Any, mode: str) -> np.ndarray:
+    """Mean return per training seed and episode over the held-out goals and repeats: ``(seeds, episodes)``."""
+    return np.asarray(art[f"{mode}_returns"], dtype=float).mean(axis=1)
+
+
+def plateau(curves: np.ndarray) -> stats.Interval:
+    """Mean return over the last :data:`PLATEAU_SHARE` of each seed's rollout, with its 95% CI across seeds."""
+    n = max(1, round(PLATEAU_SHARE * curves.shape[1]))
+    return stats.bootstrap_ci(curves[:, -n:].mean(axis=1))
+
+
+def data_ceiling(source: np.ndarray, kept: int) -> float:
+    """The best level the source reached within its first ``kept`` episodes: the highest
+    :data:`CEILING_WINDOW`-episode running mean of its mean-over-runs return (``source`` is ``(runs, episodes)``)."""
+    mean = np.asarray(source, dtype=float)[:, :kept].mean(axis=0)
+    return float(stats.running_mean(mean, min(CEILING_WINDOW, kept)).max())
+
+
+def verdict(student: stats.Interval, ceiling: float) -> str:
+    """Where the plateau sits against the data ceiling: above it only if the whole 95% CI is above it."""
+    if not np.isfinite(float(student.estimate)):
+        return "not measured at this scale yet"
+    if float(student.low) > ceiling:
+        return "beyond its data: the plateau's 95% CI lies above the data ceiling"
+    if float(student.high) < ceiling:
+        return "below its data: the plateau's 95% CI lies below the data ceiling"
+    return "at its data: the plateau's 95% CI contains the data ceiling"
+
+
+def summary(art: Any) -> dict[str, dict[str, Any]]:
+    """Per decoding: the student's plateau, the data ceiling under that decoding, the source at the same episode,
+    and the verdict."""
+    kept = int(art["kept"])
+    out = {}
+    for mode in MODES:
+        student = plateau(per_seed(art, mode))
+        source = np.asarray(art[f"source_{mode}"], dtype=float)
+        ceiling = data_ceiling(source, kept)
+        n = max(1, round(PLATEAU_SHARE * source.shape[1]))
+        out[mode] = {"plateau": student, "ceiling": ceiling, "source_end": float(source[:, -n:].mean()),
+                     "verdict": verdict(student, ceiling)}
+    return out
+
+
+def references(art: Any) -> dict[str, float]:
+    """The floor and the ceiling every figure shows: uniform random play and the optimal return, averaged over the
+    goals the students were tested on."""
+    from imitlib.envs.darkroom import optimal_return, random_policy_return
+
+    goals = np.asarray(art["goals"]).tolist()
+    return {"random": float(np.mean([random_policy_return(g) for g in goals])),
+            "optimal": float(np.mean([optimal_return(g) for g in goals]))}

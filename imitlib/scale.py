@@ -77,6 +77,13 @@ class InContextScale:
 
 
 @dataclass(frozen=True)
+class BeyondScale:
+    """Sizes of chapter 6: how far past its history a frozen student is rolled out."""
+
+    long_factor: int  # rollout episodes per episode of a training history (issue #16: at least 5 at lab)
+
+
+@dataclass(frozen=True)
 class Scale:
     """A named preset: every size an experiment may read."""
 
@@ -85,6 +92,7 @@ class Scale:
     teacher: TeacherScale
     student: StudentScale
     incontext: InContextScale
+    beyond: BeyondScale
 
 
 PRESETS: dict[str, Scale] = {
@@ -100,6 +108,7 @@ PRESETS: dict[str, Scale] = {
                              icl_episodes=12, game_updates=20, game_context_steps=32, game_eval_episodes=1),
         incontext=InContextScale(regression_seeds=2, regression_steps=150, regression_batch=256,
                                  regression_tasks=2_000, max_layers=2, probe_windows=2),
+        beyond=BeyondScale(long_factor=2),
     ),
     "lab": Scale(
         name="lab",
@@ -118,6 +127,7 @@ PRESETS: dict[str, Scale] = {
                              game_eval_episodes=5, bf16=True),
         incontext=InContextScale(regression_seeds=5, regression_steps=3_000, regression_batch=1_024,
                                  regression_tasks=10_000, max_layers=3, probe_windows=4),
+        beyond=BeyondScale(long_factor=5),
     ),
     "full": Scale(
         name="full",
@@ -134,6 +144,7 @@ PRESETS: dict[str, Scale] = {
                              game_eval_episodes=10, bf16=True),
         incontext=InContextScale(regression_seeds=10, regression_steps=10_000, regression_batch=2_048,
                                  regression_tasks=10_000, max_layers=4, probe_windows=8),
+        beyond=BeyondScale(long_factor=5),
     ),
 }
 

@@ -86,7 +86,7 @@ def test_a_part_runs_end_to_end_at_ci(fraction):
     out = beyond.run_beyond(test, scale, progress=False)
     seeds, n = len(test.students.seeds), 2 * 16
     assert out["sampled_returns"].shape == out["greedy_returns"].shape == (seeds, n, test.episodes)
-    assert out["source_sampled"].shape[1] == test.episodes == beyond.LONG_FACTOR * test.students.data.episodes
+    assert out["source_sampled"].shape[1] == test.episodes == scale.beyond.long_factor * test.students.data.episodes
     assert int(out["kept"]) == beyond.kept_episodes(test.students.data.episodes, fraction)
     numbers = beyond.summary(out)
     assert set(numbers) == set(beyond.MODES) and all("verdict" in v for v in numbers.values())

@@ -3,7 +3,8 @@
 Parts built so far:
 
 * ``long``: chapter 4's AD students (trained on whole 400-episode histories at ``lab``) rolled out frozen on the
-  held-out goals for :data:`LONG_FACTOR` times as many episodes as a history holds.
+  held-out goals for ``scale.beyond.long_factor`` times as many episodes as a history holds (5 at ``lab``:
+  2,000 episodes after 400-episode histories).
 * ``truncated``: AD students trained on only the first fraction f of every training history (same model and update
   budget), rolled out just as long. Beside each: the **data ceiling** of the kept part (the best level its
   recorded behaviour reached, and the source's greedy policy at the cut) and the **source continuing** past the cut.
@@ -38,7 +39,6 @@ from imitlib.experiments.students import (
 )
 from imitlib.scale import Scale
 
-LONG_FACTOR = 5  # rollouts last 5x a training history (issue #16: "at least 5x": lab 400 -> 2,000 episodes)
 FRACTIONS = (0.1, 0.25, 0.5)  # truncated histories: the first 10%, 25% and 50% of every training history
 PLATEAU_SHARE = 0.1  # a student's plateau: its mean return over the last 10% of the rollout (lab: 200 episodes)
 CEILING_WINDOW = 10  # the data's best level: the best 10-episode running mean of the kept part (one lucky
@@ -58,11 +58,12 @@ class BeyondTest:
 
 
 def beyond_config(scale: Scale, fraction: float = 1.0) -> BeyondTest:
-    """The test at a scale: chapter 4's AD recipe, rollouts :data:`LONG_FACTOR` times a history's length."""
+    """The test at a scale: chapter 4's AD recipe, rollouts ``long_factor`` times a history's length."""
     if not 0 < fraction <= 1:
         raise ValueError(f"fraction must be in (0, 1], got {fraction}")
     students = darkroom_students_config(scale, "ad")
-    return BeyondTest(students=students, fraction=fraction, episodes=LONG_FACTOR * students.data.episodes)
+    return BeyondTest(students=students, fraction=fraction,
+                      episodes=scale.beyond.long_factor * students.data.episodes)
 
 
 def kept_episodes(n: int, fraction: float) -> int:
@@ -227,3 +228,101 @@ def references(art: Any) -> dict[str, float]:
     goals = np.asarray(art["goals"]).tolist()
     return {"random": float(np.mean([random_policy_return(g) for g in goals])),
             "optimal": float(np.mean([optimal_return(g) for g in goals]))}
+
+
+def context_success(art: Any, mode: str, context_episodes: int) -> np.ndarray:
+    """Per seed and episode, the share of the episodes in the student's context (the ``context_episodes - 1``
+    before it) that reached the goal: what the student had to go on. ``(seeds, episodes - context + 1)``."""
+    found = (np.asarray(art[f"{mode}_returns"]) > 0).astype(float)  # (seeds, rollouts, episodes)
+    k = max(1, context_episodes - 1)
+    return stats.running_mean(found, k).mean(axis=1)[:, :-1]  # entry i: episodes i .. i+k-1, the context of i+k
+
+
+SMOOTH_POINTS = 100  # curves smoothed to about 100 points: a 2,000-episode rollout averages 20 episodes a point
+
+
+def plot_part(ax: Any, art: Any, mode: str, title: str, legend: bool = True) -> None:
+    """A frozen student's return along its long rollout beside the source learning on, with the data ceiling,
+    the cut (where its training history ended), random play and the optimum."""
+    from imitlib import plots
+
+    curves = per_seed(art, mode)
+    smooth = max(1, curves.shape[1] // SMOOTH_POINTS)
+    source = np.asarray(art[f"source_{mode}"], dtype=float)
+    plots.curve_with_ci(ax, curves, label=f"frozen AD student ({mode})", color=plots.COLORS["ad"], smooth=smooth)
+    plots.curve_with_ci(ax, source, label=f"source learner, learning on ({mode})", color=plots.COLORS["learner"],
+                        smooth=smooth, linestyle="--")
+    kept = int(art["kept"])
+    ax.axhline(data_ceiling(source, kept), color=plots.COLORS["alt"], lw=1.2, ls=":", label="data ceiling")
+    plots.event_line(ax, kept, label="end of its training history")
+    refs = references(art)
+    plots.reference_line(ax, refs["random"], label="random policy", role="random")
+    plots.reference_line(ax, refs["optimal"], label="optimal", role="optimal")
+    plots.label(ax, "episode of the rollout", "return", title, legend=legend)
+
+
+TABLE_HEADER = ["students trained on", "decoding", "student plateau [95% CI]", "data ceiling", "source then",
+                "verdict"]
+
+
+def table_rows(arts: dict[float, Any]) -> list[list[Any]]:
+    """One row per part and decoding: what the chapter's table shows."""
+    rows = []
+    for fraction, art in sorted(arts.items()):
+        what = "whole histories" if fraction == 1 else f"first {fraction:.0%} of each history"
+        for mode, row in summary(art).items():
+            rows.append([what, mode, str(row["plateau"]), f"{row['ceiling']:.2f}", f"{row['source_end']:.2f}",
+                         row["verdict"].split(":")[0]])
+    return rows
+
+
+PARTS = (1.0, *FRACTIONS)  # the chapter's parts so far: whole histories, then each truncation
+
+
+def setup_numbers(scale: Scale) -> dict[str, Any]:
+    """The chapter's settings, as the prose states them (before any result is read)."""
+    test = beyond_config(scale)
+    return {"ch6_history_episodes": test.students.data.episodes, "ch6_rollout_episodes": test.episodes,
+            "ch6_long_factor": scale.beyond.long_factor, "ch6_plateau_share": PLATEAU_SHARE,
+            "ch6_plateau_episodes": max(1, round(PLATEAU_SHARE * test.episodes)),
+            "ch6_ceiling_window": CEILING_WINDOW, "ch6_seeds": len(test.students.seeds),
+            "ch6_context_episodes": test.students.student.context_episodes}
+
+
+def numbers(arts: dict[float, Any], context_episodes: int) -> dict[str, Any]:
+    """What the prose cites, under chapter 6's names; a part not computed yet reads as NaN and "not computed"."""
+    from imitlib.experiments.common import MISSING
+
+    out: dict[str, Any] = {}
+    for fraction in PARTS:
+        key = "long" if fraction == 1 else f"trunc{round(100 * fraction)}"
+        art = arts.get(fraction)
+        if art is None:
+            for mode in MODES:
+                out.update({f"ch6_{key}_{mode}_{k}": float("nan") for k in ("plateau", "ceiling", "source")})
+                out[f"ch6_{key}_{mode}_verdict"] = MISSING
+            out.update({f"ch6_{key}_episodes": 0, f"ch6_{key}_kept": 0, f"ch6_{key}_context_success_end": float("nan")})
+            continue
+        for mode, row in summary(art).items():
+            out[f"ch6_{key}_{mode}_plateau"] = float(row["plateau"].estimate)
+            out[f"ch6_{key}_{mode}_ceiling"] = row["ceiling"]
+            out[f"ch6_{key}_{mode}_source"] = row["source_end"]
+            out[f"ch6_{key}_{mode}_verdict"] = row["verdict"]
+        out[f"ch6_{key}_episodes"] = int(np.asarray(art["sampled_returns"]).shape[-1])
+        out[f"ch6_{key}_kept"] = int(art["kept"])
+        success = context_success(art, "sampled", context_episodes)
+        out[f"ch6_{key}_context_success_end"] = float(success[:, -max(1, success.shape[1] // 10):].mean())
+    return out
+
+
+def plot_context(ax: Any, art: Any, context_episodes: int) -> None:
+    """The share of the episodes in the student's sliding context that found the goal, along the rollout."""
+    from imitlib import plots
+
+    for mode, color in zip(MODES, (plots.COLORS["ad"], plots.COLORS["alt"]), strict=True):
+        success = context_success(art, mode, context_episodes)
+        smooth = max(1, success.shape[1] // SMOOTH_POINTS)
+        plots.curve_with_ci(ax, success, x=np.arange(context_episodes - 1, success.shape[1] + context_episodes - 1),
+                            label=mode, color=color, smooth=smooth)
+    plots.event_line(ax, int(art["kept"]), label="end of its training history")
+    plots.label(ax, "episode of the rollout", "share of context episodes\nthat found the goal", "What it had to go on")

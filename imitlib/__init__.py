@@ -14,8 +14,8 @@ Where things are (data flows down the list: env -> learner -> recorder -> studen
 - ``scale``: the ci / lab / full sizes; ``artifacts``: stored results with provenance; ``io``: atomic files,
   checkpoints
 - ``experiments``: one module per experiment (``tabular``, ``teacher``, ``histories``, ``students``,
-  ``game_students``, ``regression``, ``incontext``, ``probing``): pipeline, artifact, the numbers and verdicts its
-  chapter cites; ``common``: load or explain; ``fingerprints``: digests of what results were made from
+  ``game_students``, ``regression``, ``incontext``, ``probing``, ``beyond``): pipeline, artifact, the numbers and
+  verdicts its chapter cites; ``common``: load or explain; ``fingerprints``: digests of what results were made from
 - ``book``: glue for the prose (with or without myst-nb), tables, provenance, what each chapter loads
 - ``cli``: ``python -m imitlib ...`` runs any pipeline headless; ``restamp``: fresh hashes for proven-unchanged results
 """

@@ -97,3 +97,16 @@ def test_a_part_runs_end_to_end_at_ci(fraction):
 def test_bad_fractions_are_refused():
     with pytest.raises(ValueError, match=r"fraction must be in \(0, 1\]"):
         beyond.beyond_config(get_scale("ci"), 0.0)
+
+
+def test_a_move_plan_moves_every_goal_the_asked_number_of_times_to_another_cell():
+    plan = beyond.move_plan(np.array([3, 40, 80]), episodes=100, moves=4, seed=0)
+    assert plan.shape == (100, 3) and (plan[0] == [3, 40, 80]).all()
+    changes = np.flatnonzero((np.diff(plan, axis=0) != 0).any(axis=1)) + 1
+    np.testing.assert_array_equal(changes, [20, 40, 60, 80])  # evenly spaced, the same episodes for every column
+    assert (np.diff(plan, axis=0)[changes - 1] != 0).all(), "every goal moves at every move, never in place"
+    assert ((plan >= 0) & (plan < 81)).all()
+    np.testing.assert_array_equal(plan, beyond.move_plan(np.array([3, 40, 80]), 100, 4, seed=0))
+    assert (beyond.move_plan(np.array([5]), 10, 0, seed=1) == 5).all()
+    with pytest.raises(ValueError, match=r"moves must be in 0\.\.9"):
+        beyond.move_plan(np.array([5]), 10, 10, seed=1)

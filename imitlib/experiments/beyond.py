@@ -326,3 +326,24 @@ def plot_context(ax: Any, art: Any, context_episodes: int) -> None:
                             label=mode, color=color, smooth=smooth)
     plots.event_line(ax, int(art["kept"]), label="end of its training history")
     plots.label(ax, "episode of the rollout", "share of context episodes\nthat found the goal", "What it had to go on")
+
+
+# --------------------------------------------------------------------------------------------------
+# Part 3 (to come): goals that move
+
+
+def move_plan(goals: np.ndarray, episodes: int, moves: int, seed: int, cells: int = 81) -> np.ndarray:
+    """``(episodes, len(goals))`` goal per episode: each column starts at its goal and moves ``moves`` times, at
+    evenly spaced episodes (the same for every column), each time to a random other cell. The layout
+    :func:`imitlib.tabular.q_learning` takes as a goal plan."""
+    if not 0 <= moves < episodes:
+        raise ValueError(f"moves must be in 0..{episodes - 1} for {episodes} episodes, got {moves}")
+    rng = np.random.default_rng(seed)
+    at = np.linspace(0, episodes, moves + 2).astype(int)[1:-1]  # episodes where a new goal starts
+    plan = np.empty((episodes, len(goals)), np.int64)
+    current = np.asarray(goals, np.int64).copy()
+    for start, end in zip(np.r_[0, at], np.r_[at, episodes], strict=True):
+        plan[start:end] = current
+        step = rng.integers(1, cells, size=len(current))  # a nonzero shift: never the same cell again
+        current = (current + step) % cells
+    return plan

@@ -194,12 +194,15 @@ class StoredResult:
     command: str  # ``{scale}`` stands for the scale's name
 
 
+STORED_BEYOND = (1.0,)  # chapter 6's parts stored at lab so far (the truncated ones join as they are computed)
+
+
 def stored_results() -> list[StoredResult]:
     """Every stored artifact the chapters load, built from the same configs the chapters use."""
     from imitlib import experiments as ex
 
     ch = ["01_tabular_q_learning", "02_dqn_teacher", "03_recording_histories", "04_transformer_imitation",
-          "05_in_context_probes"]
+          "05_in_context_probes", "06_beyond_the_history"]
     cli = "python -m imitlib"
     out = [StoredResult(ch[0], "tabular Q-learning", lambda s: ex.tabular_artifact(ex.tabular_experiment(s), s),
                         f"{cli} tabular --scale {{scale}}"),
@@ -227,6 +230,13 @@ def stored_results() -> list[StoredResult]:
     out.append(StoredResult(ch[4], "probes", lambda s: ex.probes_artifact(ex.ProbeTest(
         ex.darkroom_students_config(s, "ad"), windows=s.incontext.probe_windows), s),
         f"{cli} incontext --part probes --scale {{scale}}"))
+    from imitlib.experiments import beyond
+
+    for fraction in STORED_BEYOND:
+        label = "whole histories, long rollouts" if fraction == 1 else f"histories cut to their first {fraction:.0%}"
+        out.append(StoredResult(ch[5], label,
+                                lambda s, f=fraction: beyond.beyond_artifact(beyond.beyond_config(s, f), s),
+                                beyond.beyond_command(fraction)))
     return out
 
 

@@ -110,3 +110,16 @@ def test_a_move_plan_moves_every_goal_the_asked_number_of_times_to_another_cell(
     assert (beyond.move_plan(np.array([5]), 10, 0, seed=1) == 5).all()
     with pytest.raises(ValueError, match=r"moves must be in 0\.\.9"):
         beyond.move_plan(np.array([5]), 10, 10, seed=1)
+
+
+@pytest.mark.parametrize("low, high, says", [(0.1, 0.5, "kept rising"), (-0.5, -0.1, "fell"), (-0.1, 0.3, "held"),
+                                             (0.0, 0.3, "held")])
+def test_a_trend_needs_the_whole_interval_on_one_side_of_zero(low, high, says):
+    assert beyond.trend(stats.Interval(np.array((low + high) / 2), np.array(low), np.array(high))).startswith(says)
+
+
+def test_the_rise_compares_the_plateau_with_the_episodes_right_after_the_cut():
+    curves = np.tile(np.r_[np.zeros(50), np.linspace(0, 1, 50)], (3, 1))  # 100 episodes; trained on 50
+    rise = beyond.rise_after_cut(curves, kept=50)
+    assert float(rise.estimate) == pytest.approx(curves[0, -10:].mean() - curves[0, 50:60].mean())
+    assert beyond.trend(rise) == "kept rising"

@@ -187,6 +187,24 @@ def plateau(curves: np.ndarray) -> stats.Interval:
     return stats.bootstrap_ci(curves[:, -n:].mean(axis=1))
 
 
+def rise_after_cut(curves: np.ndarray, kept: int) -> stats.Interval:
+    """Did the curve keep rising after the episode count it was trained on? Per seed, the plateau minus the mean
+    over the same number of episodes right after episode ``kept``, with its 95% CI across seeds."""
+    n = max(1, round(PLATEAU_SHARE * curves.shape[1]))
+    return stats.bootstrap_ci(curves[:, -n:].mean(axis=1) - curves[:, kept:kept + n].mean(axis=1))
+
+
+def trend(rise: stats.Interval) -> str:
+    """Words for :func:`rise_after_cut`: rising or falling only when the whole 95% CI is on that side of zero."""
+    if not np.isfinite(float(rise.estimate)):
+        return "was not measured at this scale yet"
+    if float(rise.low) > 0:
+        return "kept rising"
+    if float(rise.high) < 0:
+        return "fell"
+    return "held level (no change beyond its 95% CI)"
+
+
 def data_ceiling(source: np.ndarray, kept: int) -> float:
     """The best level the source reached within its first ``kept`` episodes: the highest
     :data:`CEILING_WINDOW`-episode running mean of its mean-over-runs return (``source`` is ``(runs, episodes)``)."""
@@ -216,7 +234,7 @@ def summary(art: Any) -> dict[str, dict[str, Any]]:
         ceiling = data_ceiling(source, kept)
         n = max(1, round(PLATEAU_SHARE * source.shape[1]))
         out[mode] = {"plateau": student, "ceiling": ceiling, "source_end": float(source[:, -n:].mean()),
-                     "verdict": verdict(student, ceiling)}
+                     "rise": rise_after_cut(per_seed(art, mode), kept), "verdict": verdict(student, ceiling)}
     return out
 
 
@@ -301,6 +319,8 @@ def numbers(arts: dict[float, Any], context_episodes: int) -> dict[str, Any]:
             for mode in MODES:
                 out.update({f"ch6_{key}_{mode}_{k}": float("nan") for k in ("plateau", "ceiling", "source")})
                 out[f"ch6_{key}_{mode}_verdict"] = MISSING
+                out[f"ch6_{key}_{mode}_rise"] = MISSING
+                out[f"ch6_{key}_{mode}_trend"] = MISSING
             out.update({f"ch6_{key}_episodes": 0, f"ch6_{key}_kept": 0, f"ch6_{key}_context_success_end": float("nan")})
             continue
         for mode, row in summary(art).items():
@@ -308,6 +328,8 @@ def numbers(arts: dict[float, Any], context_episodes: int) -> dict[str, Any]:
             out[f"ch6_{key}_{mode}_ceiling"] = row["ceiling"]
             out[f"ch6_{key}_{mode}_source"] = row["source_end"]
             out[f"ch6_{key}_{mode}_verdict"] = row["verdict"]
+            out[f"ch6_{key}_{mode}_rise"] = str(row["rise"])
+            out[f"ch6_{key}_{mode}_trend"] = trend(row["rise"])
         out[f"ch6_{key}_episodes"] = int(np.asarray(art["sampled_returns"]).shape[-1])
         out[f"ch6_{key}_kept"] = int(art["kept"])
         success = context_success(art, "sampled", context_episodes)

@@ -5,7 +5,8 @@ Where things are (data flows down the list: env -> learner -> recorder -> studen
 - ``envs``: Dark Room (gymnasium), MinAtar and ALE games with explicit settings; ``envs.observations``: one way to
   store frames and feed them to networks (replay, recorder and student share it)
 - ``tabular``: batched tabular Q-learning; ``dqn``: deep Q-learning, several seeds in one process (``qnets``: its
-  stacked networks; ``replay``: its replay buffer; ``dqn_reference``: the plain one-seed loop that tests it)
+  stacked networks; ``replay``: its replay buffer; ``dqn_checkpoint``: resumable checkpoints; ``dqn_reference``:
+  the plain one-seed loop that tests it)
 - ``history``: learning histories on disk and the context windows read back from them; ``recorders``: attach to
   a learner and write what it plays; ``export``: a history as a Minari dataset
 - ``transformer``: the causal student; ``imitation``: its training and frozen rollouts

@@ -1,9 +1,9 @@
 """Deep Q-learning (Mnih et al. 2015), several seeds in one process, read top to bottom.
 
 Reading order: the config; the hooks a recorder attaches to; the algorithm (:func:`act`, :func:`td_loss`,
-:func:`update`, :func:`run_segment`, :func:`train`); evaluation; checkpoints. The networks are in
-:mod:`imitlib.qnets`, the replay buffer in :mod:`imitlib.replay`, and a plain one-seed version of the same loop,
-the test oracle for this one, in :mod:`imitlib.dqn_reference`.
+:func:`update`, :func:`run_segment`, :func:`train`); evaluation. The networks are in :mod:`imitlib.qnets`, the
+replay buffer in :mod:`imitlib.replay`, checkpoints in :mod:`imitlib.dqn_checkpoint`, and a plain one-seed version
+of the same loop, the test oracle for this one, in :mod:`imitlib.dqn_reference`.
 
 * **Several seeds at once.** S copies of one architecture are stacked along a leading dimension and computed as one
   grouped network (:class:`~imitlib.qnets.StackedNet`). Every seed has its own environments, replay ring, random
@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +35,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from imitlib.dqn_checkpoint import load_checkpoint, load_q_network, save_checkpoint_of  # noqa: F401 (API)
 from imitlib.envs.games import MINATAR_CHANNELS, GameSpec, game_spec, make_vec_env
 from imitlib.envs.observations import network_input
-from imitlib.io import CheckpointMismatchError, read_checkpoint, save_checkpoint
+from imitlib.io import CheckpointMismatchError  # noqa: F401 (the API's error)
 from imitlib.qnets import StackedNet, StackedQ, make_network, minatar_net, nature_cnn  # noqa: F401 (the API)
 from imitlib.replay import ReplayBuffer
 
@@ -410,85 +411,6 @@ def evaluate(q: StackedQ, spec: GameSpec, cfg: DQNConfig, seeds: Sequence[int], 
             break
     envs.close()
     return returns
-
-
-# --------------------------------------------------------------------------------------------------
-# Checkpoints: everything that determines the future, so a resumed run continues exactly
-
-
-def _meta(cfg: DQNConfig, seeds: tuple[int, ...], spec: GameSpec) -> dict[str, Any]:
-    return {"config": asdict(cfg), "seeds": list(seeds), "spec": asdict(spec)}
-
-
-def save_checkpoint_of(path: Path, learner: Learner) -> None:
-    """Write the whole run state atomically (see :mod:`imitlib.io`)."""
-    q = learner.q
-    state_dicts = {
-        "params": {k: v.detach().cpu() for k, v in q.online.state_dict().items()},
-        "target": {k: v.cpu() for k, v in q.target.state_dict().items()},
-        "optim": learner.optim.state_dict(),
-        "buffer": learner.buffer.state(),
-    }
-    save_checkpoint(path, state_dicts, {**_meta(learner.cfg, learner.seeds, learner.spec),
-                                        "state": asdict(learner.state)})
-
-
-def _check_compatible(path: Path, meta: dict[str, Any], cfg: DQNConfig, seeds: tuple[int, ...],
-                      spec: GameSpec) -> None:
-    """Refuse a checkpoint whose game, network or seeds differ, saying exactly what differs."""
-    want = _meta(cfg, seeds, spec)
-    diffs = []
-    for key in ("obs_shape", "n_actions"):
-        have = tuple(meta["spec"]["frame_shape"]) if key == "obs_shape" else meta["spec"]["n_actions"]
-        expected = spec.frame_shape if key == "obs_shape" else spec.n_actions
-        if key == "obs_shape" and meta["spec"]["stack"] != spec.stack:
-            diffs.append(f"frame stack {meta['spec']['stack']} vs {spec.stack}")
-        if have != expected:
-            diffs.append(f"{key.replace('_', ' ')} {have} in the checkpoint vs {expected} now")
-    if meta["seeds"] != want["seeds"]:
-        diffs.append(f"seeds {meta['seeds']} vs {list(seeds)}")
-    changed = [k for k, v in want["config"].items() if k != "steps" and meta["config"].get(k) != v]
-    diffs += [f"config {k}: {meta['config'].get(k)!r} vs {want['config'][k]!r}" for k in changed]
-    if diffs:
-        raise CheckpointMismatchError(f"{path} was written for a different run: " + "; ".join(diffs)
-                                      + ". Use another run directory, or the original settings.")
-
-
-def load_checkpoint(path: Path, learner: Learner) -> None:
-    """Restore a learner from its checkpoint (refused if written for another run), streams included."""
-    blob = read_checkpoint(path)
-    _check_compatible(path, blob["meta"], learner.cfg, learner.seeds, learner.spec)
-    learner.q.online.load_state_dict(blob["params"])
-    learner.q.target.load_state_dict(blob["target"])
-    learner.optim.load_state_dict(blob["optim"])
-    learner.buffer.load_state(blob["buffer"])
-    st = blob["meta"]["state"]
-    learner.state = RunState(
-        env_steps=st["env_steps"], updates=st["updates"], segment=st["segment"], wall_seconds=st["wall_seconds"],
-        episodes=[[tuple(x) for x in eps] for eps in st["episodes"]],
-        evals=[(step, r) for step, r in st["evals"]], losses=[tuple(x) for x in st["losses"]],
-        rng_states=st["rng_states"],
-    )
-    if learner.state.rng_states:  # written at every segment's end
-        for rng, saved in zip(learner.act_rngs + learner.sample_rngs, learner.state.rng_states, strict=True):
-            rng.bit_generator.state = saved
-
-
-def load_q_network(path: str | Path, spec: GameSpec, seed_index: int = 0) -> nn.Module:
-    """One seed's trained Q-network from a checkpoint, refused if it was trained on other shapes."""
-    blob = read_checkpoint(path)
-    meta = blob["meta"]
-    have_shape, have_actions = tuple(meta["spec"]["frame_shape"]), meta["spec"]["n_actions"]
-    if (have_shape, meta["spec"]["stack"], have_actions) != (spec.frame_shape, spec.stack, spec.n_actions):
-        raise CheckpointMismatchError(
-            f"{path}: trained on frames {have_shape} x{meta['spec']['stack']} with {have_actions} actions "
-            f"({meta['spec']['env_id']}), but {spec.env_id} has frames {spec.frame_shape} x{spec.stack} with "
-            f"{spec.n_actions} actions; for a transplant use full_action_space / channels so the shapes match"
-        )
-    cfg = DQNConfig(**meta["config"])
-    stacked = StackedNet(lambda: make_network(cfg, spec), meta["seeds"])
-    stacked.load_state_dict(blob["params"])
-    return stacked.single(seed_index)
 
 
 def steps_per_second(run: DQNRun) -> float:

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 import imitlib.dqn
+import imitlib.dqn_checkpoint
 import imitlib.envs.games
 import imitlib.envs.observations
 import imitlib.io
@@ -194,8 +195,8 @@ def probe_values(art: artifacts.Artifact, exp: TeacherExperiment, states: np.nda
 
 
 # the source that determines a teacher artifact (edits elsewhere do not mark stored teachers stale)
-TEACHER_CODE = (imitlib.dqn, imitlib.qnets, imitlib.replay, imitlib.envs.games, imitlib.envs.observations,
-                teacher_experiment, run_teacher, snapshot_segments)
+TEACHER_CODE = (imitlib.dqn, imitlib.dqn_checkpoint, imitlib.qnets, imitlib.replay, imitlib.envs.games,
+                imitlib.envs.observations, teacher_experiment, run_teacher, snapshot_segments)
 
 
 def _minatar_dataset_name(exp: TeacherExperiment, every: int) -> str:

@@ -22,7 +22,7 @@ from imitlib.artifacts import ArtifactError
 from imitlib.envs.games import check_env_id
 from imitlib.history import HistoryError
 from imitlib.io import CheckpointMismatchError
-from imitlib.scale import PRESETS, UnknownScaleError, get_scale
+from imitlib.scale import PRESETS, Scale, UnknownScaleError, get_scale
 
 # bad files, failed proofs: one line, exit 1, no traceback
 KNOWN_ERRORS = (CheckpointMismatchError, HistoryError, ArtifactError, restamp.RestampError)
@@ -118,6 +118,8 @@ def cmd_beyond(args: argparse.Namespace) -> int:
     from imitlib.experiments import beyond
 
     scale = get_scale(args.scale)
+    if args.part == "noise":
+        return beyond_noise(args.epsilon, scale)
     fractions = [1.0] if args.part == "long" else ([args.fraction] if args.fraction else list(beyond.FRACTIONS))
     for fraction in fractions:
         test = beyond.beyond_config(scale, fraction)
@@ -128,6 +130,30 @@ def cmd_beyond(args: argparse.Namespace) -> int:
             print(f"  {mode}: plateau {row['plateau']}, data ceiling {row['ceiling']:.2f}, source then "
                   f"{row['source_end']:.2f}: {row['verdict']}")
     return 0
+
+
+def beyond_noise(epsilon: float | None, scale: Scale) -> int:
+    """Chapter 6, part 4: AD on noise-distilled histories (``epsilon`` None), or a fixed-epsilon control."""
+    from imitlib.experiments import noise
+
+    test = noise.noise_config(scale, epsilon)
+    art = noise.noise_artifact(test, scale)
+    print(f"{noise.noise_name(test)}: {test.episodes:,} episodes on the held-out goals")
+    for mode in ("sampled", "greedy"):
+        print(f"  {mode}: plateau {noise.student_plateau(art, mode)}, best in the data "
+              f"{noise.best_in_data(art, mode):.2f}")
+    return 0
+
+
+def epsilon(text: str) -> float:
+    """argparse type: an exploration rate in [0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be an exploration rate between 0 and 1, got {text!r}")
+    return value
 
 
 def fraction(text: str) -> float:
@@ -282,9 +308,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scale", default=None, help="ci, lab or full (default: $IMITLIB_SCALE or lab)")
     p.set_defaults(fn=cmd_incontext)
     p = sub.add_parser("beyond", help="chapter 6: can a frozen student improve past its history?")
-    p.add_argument("--part", choices=["long", "truncated"], required=True)
+    p.add_argument("--part", choices=["long", "truncated", "noise"], required=True)
     p.add_argument("--fraction", type=fraction, default=None,
                    help="truncated: the share of each history kept (default: each of 0.1, 0.25, 0.5)")
+    p.add_argument("--epsilon", type=epsilon, default=None,
+                   help="noise: a fixed-epsilon control (default: epsilon decaying from 1 to 0.5, as AD^eps)")
     p.add_argument("--scale", default=None, help="ci, lab or full (default: $IMITLIB_SCALE or lab)")
     p.set_defaults(fn=cmd_beyond)
     p = sub.add_parser("restamp", help="after a proof test passes, mark the stale results it covers as current")

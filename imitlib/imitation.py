@@ -266,20 +266,23 @@ def darkroom_rollout(model: Student, goals: Sequence[int] | np.ndarray, episodes
                      prompt: dict[str, np.ndarray] | None = None,
                      on_episode: Callable[[int, np.ndarray], None] | None = None) -> dict[str, np.ndarray]:
     """Roll the frozen student out on Dark Room, one environment per entry of ``goals``, for ``episodes``
-    episodes each, starting from an empty context. Each episode sees the previous ``context_episodes - 1``
-    episodes plus itself (exactly the windows it was trained on). Returns ``returns (B, episodes)`` and the
+    episodes each, starting from an empty context. ``goals`` may also be a plan, ``(episodes, B)``: the goal of
+    every environment in every episode (goals that move, as :func:`imitlib.tabular.q_learning` takes them).
+    Each episode sees the previous ``context_episodes - 1`` episodes plus itself (exactly the windows it was
+    trained on). Returns ``returns (B, episodes)`` and the
     ``cells`` visited and ``actions`` taken, ``(B, episodes, horizon)``.
 
     ``prompt`` (``obs``, ``action``, ``reward``, each ``(B, P * horizon)``) puts P recorded episodes in the context
     first, e.g. part of a learning history, as if the student had played them itself."""
     from imitlib.envs.darkroom import HORIZON, SIZE, start_cell, transition_table
+    from imitlib.tabular import goal_schedule
 
     if context_episodes * HORIZON > model.cfg.block_size:
         raise ValueError(f"{context_episodes} episodes of {HORIZON} steps exceed the model's block_size "
                          f"{model.cfg.block_size}")
     model.eval()
-    goals_t = torch.as_tensor(np.asarray(goals), dtype=torch.long)
-    b = len(goals_t)
+    plan = torch.as_tensor(goal_schedule(goals, episodes, SIZE))  # (episodes, B)
+    b = plan.shape[1]
     nxt = torch.as_tensor(transition_table(SIZE))
     gen = torch.Generator().manual_seed(seed)
     n_prompt = 0 if prompt is None else prompt["action"].shape[1] // HORIZON
@@ -306,7 +309,7 @@ def darkroom_rollout(model: Student, goals: Sequence[int] | np.ndarray, episodes
             action = _choose(logits, greedy, gen)
             actions[:, ep, t] = action.numpy()
             cell = nxt[cell, action]
-            reward = (cell == goals_t).float()
+            reward = (cell == plan[ep]).float()
             stream.record(action, reward)
             returns[:, ep] += reward.numpy()
         if on_episode is not None:

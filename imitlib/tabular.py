@@ -90,7 +90,7 @@ class QLearningResult:
     snapshots: dict[int, np.ndarray] = field(default_factory=dict)  # episodes done -> (B, S, A)
 
 
-def _goal_schedule(goals: np.ndarray | Sequence[int], episodes: int, size: int) -> np.ndarray:
+def goal_schedule(goals: np.ndarray | Sequence[int], episodes: int, size: int) -> np.ndarray:
     """Broadcast goals given per run (B,) or per episode and run (E, B) to (E, B) cell indices."""
     g = np.asarray(goals)
     if g.ndim == 1:
@@ -111,7 +111,7 @@ def _plan_and_streams(
 ) -> tuple[np.ndarray, list[np.random.Generator]]:
     """Validate a batch's goals against its seeds: (E, B) goal plan and one random stream per run."""
     runs = len(seeds)
-    plan = _goal_schedule(goals, episodes, size)
+    plan = goal_schedule(goals, episodes, size)
     if plan.shape[1] != runs:
         raise ValueError(f"got goals for {plan.shape[1]} runs but {runs} seeds: need one seed per run")
     return plan, _rngs(seeds, runs)

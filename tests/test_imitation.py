@@ -86,6 +86,21 @@ def test_darkroom_rollout_is_deterministic_and_the_cache_changes_nothing():
         darkroom_rollout(model, goals, 5, context_episodes=4)
 
 
+def test_darkroom_rollout_pays_each_episode_at_that_episode_s_goal():
+    from imitlib.envs.darkroom import transition_table
+
+    torch.manual_seed(0)
+    model = Student(TransformerConfig(block_size=60, n_layer=1, n_embd=32)).eval()
+    plan = np.stack([np.arange(0, 81, 9)] * 3 + [np.arange(4, 85, 9) % 81] * 3)  # every goal moves once
+    same = darkroom_rollout(model, plan[0], 6, context_episodes=3, seed=3)
+    moved = darkroom_rollout(model, plan, 6, context_episodes=3, seed=3)
+    arrived = transition_table()[moved["cells"], moved["actions"]]  # (B, episodes, horizon)
+    np.testing.assert_array_equal(moved["returns"], (arrived == plan.T[..., None]).sum(-1))
+    np.testing.assert_array_equal(moved["returns"][:, :3], same["returns"][:, :3])
+    with pytest.raises(ValueError, match="goals must have shape"):
+        darkroom_rollout(model, plan[:4], 6, context_episodes=3)
+
+
 def test_game_rollout_on_minatar_counts_episodes_and_agreement():
     torch.manual_seed(0)
     model = Student(TransformerConfig(obs_kind="minatar", obs_shape=(10, 10, 10), n_actions=6, block_size=16,

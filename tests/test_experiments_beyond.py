@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from imitlib import stats
-from imitlib.experiments import beyond
+from imitlib.experiments import beyond, histories
 from imitlib.history import Episode, HistoryReader, HistoryWriter
 from imitlib.scale import get_scale
 
@@ -100,16 +100,27 @@ def test_bad_fractions_are_refused():
 
 
 def test_a_move_plan_moves_every_goal_the_asked_number_of_times_to_another_cell():
-    plan = beyond.move_plan(np.array([3, 40, 80]), episodes=100, moves=4, seed=0)
+    plan = histories.move_plan(np.array([3, 40, 80]), episodes=100, moves=4, seed=0)
     assert plan.shape == (100, 3) and (plan[0] == [3, 40, 80]).all()
     changes = np.flatnonzero((np.diff(plan, axis=0) != 0).any(axis=1)) + 1
     np.testing.assert_array_equal(changes, [20, 40, 60, 80])  # evenly spaced, the same episodes for every column
     assert (np.diff(plan, axis=0)[changes - 1] != 0).all(), "every goal moves at every move, never in place"
     assert ((plan >= 0) & (plan < 81)).all()
-    np.testing.assert_array_equal(plan, beyond.move_plan(np.array([3, 40, 80]), 100, 4, seed=0))
-    assert (beyond.move_plan(np.array([5]), 10, 0, seed=1) == 5).all()
+    np.testing.assert_array_equal(plan, histories.move_plan(np.array([3, 40, 80]), 100, 4, seed=0))
+    assert (histories.move_plan(np.array([5]), 10, 0, seed=1) == 5).all()
     with pytest.raises(ValueError, match=r"moves must be in 0\.\.9"):
-        beyond.move_plan(np.array([5]), 10, 10, seed=1)
+        histories.move_plan(np.array([5]), 10, 10, seed=1)
+
+
+def test_a_move_plan_keeps_every_goal_within_its_split():
+    among = np.array([2, 7, 11, 50])
+    plan = histories.move_plan(np.array([7, 50, 2]), episodes=60, moves=9, seed=3, among=among)
+    assert np.isin(plan, among).all()
+    changes = np.flatnonzero((np.diff(plan, axis=0) != 0).any(axis=1)) + 1
+    assert len(changes) == 9 and (np.diff(plan, axis=0)[changes - 1] != 0).all()
+    assert len(np.unique(plan)) == 4, "over nine moves every cell of the split is visited"
+    with pytest.raises(ValueError, match="every goal must be one of"):
+        histories.move_plan(np.array([3]), 10, 2, seed=0, among=among)
 
 
 @pytest.mark.parametrize("low, high, says", [(0.1, 0.5, "kept rising"), (-0.5, -0.1, "fell"), (-0.1, 0.3, "held"),

@@ -4,12 +4,14 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import itertools
 import math
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
+import imitlib.envs.darkroom
 from imitlib import experiments, history
 from imitlib.artifacts import Artifact
 from imitlib.experiments import histories
@@ -159,3 +161,23 @@ def test_darkroom_readers_open_both_sources(tmp_path, monkeypatch):
     configs, learning, expert = histories.darkroom_readers(get_scale("ci"))
     assert list(configs) == list(learning) == list(expert) == list(histories.SOURCES)
     assert all(learning[s].n_episodes == 81 * configs[s].episodes // configs[s].every for s in histories.SOURCES)
+
+
+def test_histories_with_moving_goals_pay_at_the_goal_of_the_moment_and_stay_in_their_split(tmp_path):
+    histories.record_darkroom(CFG, tmp_path, moves=2)
+    reader = HistoryReader(tmp_path / "learning")
+    meta = reader.manifest["meta"]
+    assert meta["moves"] == 2 and meta["moved_at"] == [6, 13]
+    train, held = histories.goal_split(CFG)
+    for run in reader.runs()[:40]:
+        goal = reader.task(run)["goal"]
+        w = reader.window(run, 0, CFG.episodes)
+        cells = w["obs"][:, 0].reshape(CFG.episodes, 20).astype(int)
+        actions = w["action"].reshape(CFG.episodes, 20).astype(int)
+        arrived = imitlib.envs.darkroom.transition_table()[cells, actions]
+        reward = w["reward"].reshape(CFG.episodes, 20) > 0
+        paid = [set(arrived[a:b][reward[a:b]].tolist()) for a, b in ((0, 6), (6, 13), (13, 20))]
+        assert paid[0] <= {goal}, "before the first move only the starting goal pays"
+        assert all(len(p) <= 1 for p in paid), "one goal at a time"
+        assert all(p != q for p, q in itertools.pairwise(paid) if p and q), "every move goes to another cell"
+        assert set().union(*paid) <= set((train if goal in train else held).tolist())

@@ -28,7 +28,7 @@ import imitlib.history
 import imitlib.tabular
 from imitlib import artifacts, stats
 from imitlib.experiments.common import CLI, _student_folder, load_or_explain
-from imitlib.experiments.histories import darkroom_histories, goal_split, history_sources
+from imitlib.experiments.histories import darkroom_histories, goal_split, history_sources, source_runs
 from imitlib.experiments.students import (
     DARKROOM_STUDENT_CODE,
     DarkRoomStudents,
@@ -126,11 +126,8 @@ def source_continuing(test: BeyondTest, goals: np.ndarray) -> tuple[np.ndarray, 
     the recording, so its first episodes are the recorded ones."""
     data = test.students.data
     qcfg = history_sources(data.episodes)[data.source]  # the schedule the data was recorded with
-    runs = np.arange(data.runs_per_goal)
-    seeds = np.stack([np.full(len(goals) * len(runs), data.seed), np.repeat(goals, len(runs)),
-                      np.tile(runs, len(goals))], 1)
-    result = imitlib.tabular.q_learning(qcfg, np.repeat(goals, len(runs)), seeds, test.episodes,
-                                        evaluate_greedy=True)
+    runs, seeds = source_runs(data, goals)
+    result = imitlib.tabular.q_learning(qcfg, runs, seeds, test.episodes, evaluate_greedy=True)
     return result.returns.T, result.greedy_returns.T
 
 
@@ -157,7 +154,7 @@ def beyond_artifact(test: BeyondTest, scale: Scale, progress: bool = True) -> ar
     """A part's stored result, or computed and stored (trains the truncated students first)."""
     return artifacts.cached(beyond_name(test), test, lambda: run_beyond(test, scale, progress), scale=scale.name,
                             code=(*DARKROOM_STUDENT_CODE, kept_episodes, truncate_history, beyond_name, frozen_students,
-                                  source_continuing, run_beyond))
+                                  source_runs, source_continuing, run_beyond))
 
 
 def beyond_command(fraction: float) -> str:
@@ -348,24 +345,3 @@ def plot_context(ax: Any, art: Any, context_episodes: int) -> None:
                             label=mode, color=color, smooth=smooth)
     plots.event_line(ax, int(art["kept"]), label="end of its training history")
     plots.label(ax, "episode of the rollout", "share of context episodes\nthat found the goal", "What it had to go on")
-
-
-# --------------------------------------------------------------------------------------------------
-# Part 3 (to come): goals that move
-
-
-def move_plan(goals: np.ndarray, episodes: int, moves: int, seed: int, cells: int = 81) -> np.ndarray:
-    """``(episodes, len(goals))`` goal per episode: each column starts at its goal and moves ``moves`` times, at
-    evenly spaced episodes (the same for every column), each time to a random other cell. The layout
-    :func:`imitlib.tabular.q_learning` takes as a goal plan."""
-    if not 0 <= moves < episodes:
-        raise ValueError(f"moves must be in 0..{episodes - 1} for {episodes} episodes, got {moves}")
-    rng = np.random.default_rng(seed)
-    at = np.linspace(0, episodes, moves + 2).astype(int)[1:-1]  # episodes where a new goal starts
-    plan = np.empty((episodes, len(goals)), np.int64)
-    current = np.asarray(goals, np.int64).copy()
-    for start, end in zip(np.r_[0, at], np.r_[at, episodes], strict=True):
-        plan[start:end] = current
-        step = rng.integers(1, cells, size=len(current))  # a nonzero shift: never the same cell again
-        current = (current + step) % cells
-    return plan

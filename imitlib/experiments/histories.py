@@ -71,8 +71,41 @@ def goal_split(cfg: DarkRoomHistories, size: int = SIZE) -> tuple[np.ndarray, np
     return np.sort(order[: cfg.train_goals]), np.sort(order[cfg.train_goals:])
 
 
-def record_darkroom(cfg: DarkRoomHistories, folder: Path) -> dict[str, Any]:
-    """Record ``folder/learning`` (every k-th episode of every run) and ``folder/expert``; return timings."""
+def source_runs(cfg: DarkRoomHistories, goals: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The recorded learners on ``goals`` (default: all 81 cells), ``runs_per_goal`` runs each, goal-major: each
+    run's goal and its random-stream seed (dataset seed, goal, run), so a run replays exactly as recorded."""
+    goals = np.arange(SIZE * SIZE) if goals is None else np.asarray(goals)
+    runs = np.repeat(goals, cfg.runs_per_goal)
+    seeds = np.stack([np.full(runs.size, cfg.seed), runs, np.tile(np.arange(cfg.runs_per_goal), len(goals))], 1)
+    return runs, seeds
+
+
+def move_plan(goals: np.ndarray, episodes: int, moves: int, seed: int, among: np.ndarray | None = None,
+              ) -> np.ndarray:
+    """``(episodes, len(goals))`` goal per episode: each column starts at its goal and moves ``moves`` times, at
+    evenly spaced episodes (the same for every column), each time to a random other cell of ``among`` (default:
+    all 81), so a goal never leaves its split. The layout :func:`imitlib.tabular.q_learning` takes as a plan."""
+    if not 0 <= moves < episodes:
+        raise ValueError(f"moves must be in 0..{episodes - 1} for {episodes} episodes, got {moves}")
+    among = np.arange(SIZE * SIZE) if among is None else np.sort(np.asarray(among, np.int64))
+    current = np.asarray(goals, np.int64).copy()
+    if len(among) < 2 or not np.isin(current, among).all():
+        raise ValueError("every goal must be one of `among`, which needs at least 2 cells to move between")
+    rng = np.random.default_rng(seed)
+    at = np.linspace(0, episodes, moves + 2).astype(int)[1:-1]  # episodes where a new goal starts
+    plan = np.empty((episodes, len(current)), np.int64)
+    for start, end in zip(np.r_[0, at], np.r_[at, episodes], strict=True):
+        plan[start:end] = current
+        index = np.searchsorted(among, current)
+        step = rng.integers(1, len(among), size=len(current))  # a nonzero shift: never the same cell again
+        current = among[(index + step) % len(among)]
+    return plan
+
+
+def record_darkroom(cfg: DarkRoomHistories, folder: Path, moves: int = 0) -> dict[str, Any]:
+    """Record ``folder/learning`` (every k-th episode of every run) and ``folder/expert``; return timings. With
+    ``moves``, every run's goal moves that many times (:func:`move_plan`, within its split); its task records the
+    goal it starts with and the episodes where the goal moves."""
     import time
 
     from imitlib.history import HistoryWriter
@@ -82,18 +115,24 @@ def record_darkroom(cfg: DarkRoomHistories, folder: Path) -> dict[str, Any]:
         raise ValueError(f"source must be one of {sorted(history_sources(cfg.episodes))}, got {cfg.source!r}")
     qcfg = history_sources(cfg.episodes)[cfg.source]
     train, held_out = goal_split(cfg)
-    goals = np.repeat(np.arange(SIZE * SIZE), cfg.runs_per_goal)
+    goals, seeds = source_runs(cfg)
     runs = np.arange(goals.size)
-    seeds = np.stack([np.full(goals.size, cfg.seed), goals, np.tile(np.arange(cfg.runs_per_goal), SIZE * SIZE)], 1)
+    plan = np.broadcast_to(goals, (cfg.episodes, goals.size))
+    if moves:
+        is_train = np.isin(goals, train)
+        plan = np.empty((cfg.episodes, goals.size), np.int64)
+        for mask, split in ((is_train, train), (~is_train, held_out)):
+            plan[:, mask] = move_plan(goals[mask], cfg.episodes, moves, seed=cfg.seed + 1, among=split)
+    moved_at = np.flatnonzero((np.diff(plan, axis=0) != 0).any(1)) + 1
     meta = {"source": cfg.source, "q_learning": asdict(qcfg), "train_goals": train.tolist(),
-            "held_out_goals": held_out.tolist()}
+            "held_out_goals": held_out.tolist(), **({"moves": moves, "moved_at": moved_at.tolist()} if moves else {})}
     start = time.perf_counter()
     with HistoryWriter(folder / "learning", obs_kind="darkroom", obs_shape=(1,), n_actions=5,
                        mode="overwrite", meta=meta) as writer:
         for run, goal, seed in zip(runs, goals, seeds, strict=True):
             split = "train" if goal in set(train.tolist()) else "held_out"
             writer.set_run(int(run), goal=int(goal), seed=seed.tolist(), split=split)
-        result = q_learning(qcfg, goals, seeds, cfg.episodes, on_episode=TabularRecorder(writer, runs, cfg.every))
+        result = q_learning(qcfg, plan, seeds, cfg.episodes, on_episode=TabularRecorder(writer, runs, cfg.every))
     learning_seconds = time.perf_counter() - start
     expert_cfg = QLearningConfig(alpha=qcfg.alpha, gamma=qcfg.gamma, eps_start=0.0, eps_end=0.0,
                                  eps_decay_episodes=0, q_init=0.0)
@@ -101,7 +140,7 @@ def record_darkroom(cfg: DarkRoomHistories, folder: Path) -> dict[str, Any]:
                        meta={**meta, "expert_of": "final greedy policy of each learning run"}) as writer:
         for run, goal in zip(runs, goals, strict=True):
             writer.set_run(int(run), goal=int(goal), split="train" if goal in set(train.tolist()) else "held_out")
-        greedy_episodes(result.q, goals, runs, cfg.expert_episodes, writer, expert_cfg)
+        greedy_episodes(result.q, plan[-1], runs, cfg.expert_episodes, writer, expert_cfg)
     return {"learning_seconds": learning_seconds, "total_seconds": time.perf_counter() - start}
 
 
@@ -173,8 +212,7 @@ def source_returns(cfg: DarkRoomHistories) -> tuple[np.ndarray, np.ndarray]:
     """Re-run the recorded learners (same seeds, so the same runs) measuring what the recording cannot show:
     behaviour return and greedy return after every episode, each ``(runs, episodes)``."""
     qcfg = history_sources(cfg.episodes)[cfg.source]
-    goals = np.repeat(np.arange(SIZE * SIZE), cfg.runs_per_goal)
-    seeds = np.stack([np.full(goals.size, cfg.seed), goals, np.tile(np.arange(cfg.runs_per_goal), SIZE * SIZE)], 1)
+    goals, seeds = source_runs(cfg)
     result = q_learning(qcfg, goals, seeds, cfg.episodes, evaluate_greedy=True)
     return result.returns.T, result.greedy_returns.T
 

@@ -101,6 +101,11 @@ def cmd_record(args: argparse.Namespace) -> int:
     if args.what == "minatar":
         exp = on_best_device(experiments.teacher_experiment(scale, env_id=args.env))
         folders = [experiments.minatar_histories(exp, scale, every=args.every)]
+    elif args.moves:
+        from imitlib.experiments.moving import moving_histories
+
+        folders = [moving_histories(experiments.darkroom_histories_config(scale, source), args.moves, scale)
+                   for source in args.source]
     else:
         folders = [experiments.darkroom_histories(experiments.darkroom_histories_config(scale, source), scale)
                    for source in args.source]
@@ -120,6 +125,8 @@ def cmd_beyond(args: argparse.Namespace) -> int:
     scale = get_scale(args.scale)
     if args.part == "noise":
         return beyond_noise(args.epsilon, scale)
+    if args.part == "moves":
+        return beyond_moves(args.train_moves, scale)
     fractions = [1.0] if args.part == "long" else ([args.fraction] if args.fraction else list(beyond.FRACTIONS))
     for fraction in fractions:
         test = beyond.beyond_config(scale, fraction)
@@ -142,6 +149,19 @@ def beyond_noise(epsilon: float | None, scale: Scale) -> int:
     for mode in ("sampled", "greedy"):
         print(f"  {mode}: plateau {noise.student_plateau(art, mode)}, best in the data "
               f"{noise.best_in_data(art, mode):.2f}")
+    return 0
+
+
+def beyond_moves(train_moves: int, scale: Scale) -> int:
+    """Chapter 6, part 3: frozen AD students and the Q-learner on held-out goals that move."""
+    from imitlib.experiments import moving
+
+    test = moving.moving_config(scale, train_moves)
+    art = moving.moving_artifact(test, scale)
+    print(f"{moving.moving_name(test)}: {test.episodes:,} episodes, the goal moving {test.test_moves} times")
+    for who, row in moving.summary(art).items():
+        print(f"  {who}: settled {row['before']:.2f} before the first move, {row['after']:.2f} after; "
+              f"recovers to 80% of the optimum in {row['recovery']}; {row['verdict']}")
     return 0
 
 
@@ -288,6 +308,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--env", type=env_id, default=None, help="minatar: game id (default: the scale's teacher game)")
     p.add_argument("--every", type=int, default=10, help="minatar: record every k-th episode")
     p.add_argument("--source", nargs="+", default=["knowledge", "epsilon"], choices=["knowledge", "epsilon"])
+    p.add_argument("--moves", type=int, default=0,
+                   help="darkroom: the goal of every run moves this many times (within its split)")
     p.add_argument("--scale", default=None, help="ci, lab or full (default: $IMITLIB_SCALE or lab)")
     p.set_defaults(fn=cmd_record)
     p = sub.add_parser("export", help="write a recorded history as a Minari dataset (needs minari[hdf5])")
@@ -308,11 +330,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scale", default=None, help="ci, lab or full (default: $IMITLIB_SCALE or lab)")
     p.set_defaults(fn=cmd_incontext)
     p = sub.add_parser("beyond", help="chapter 6: can a frozen student improve past its history?")
-    p.add_argument("--part", choices=["long", "truncated", "noise"], required=True)
+    p.add_argument("--part", choices=["long", "truncated", "moves", "noise"], required=True)
     p.add_argument("--fraction", type=fraction, default=None,
                    help="truncated: the share of each history kept (default: each of 0.1, 0.25, 0.5)")
     p.add_argument("--epsilon", type=epsilon, default=None,
                    help="noise: a fixed-epsilon control (default: epsilon decaying from 1 to 0.5, as AD^eps)")
+    p.add_argument("--train-moves", type=int, default=0,
+                   help="moves: goal moves in the students' training histories (0: chapter 4's students)")
     p.add_argument("--scale", default=None, help="ci, lab or full (default: $IMITLIB_SCALE or lab)")
     p.set_defaults(fn=cmd_beyond)
     p = sub.add_parser("restamp", help="after a proof test passes, mark the stale results it covers as current")

@@ -93,31 +93,43 @@ def beyond_name(test: BeyondTest) -> str:
     return "ch06_long_ad" if test.fraction == 1 else f"ch06_truncated{round(100 * test.fraction)}_ad"
 
 
-def frozen_students(test: BeyondTest, scale: Scale, progress: bool) -> tuple[list[Any], dict[str, np.ndarray]]:
-    """The frozen students: chapter 4's (whole histories), or trained here on the truncated ones (resumable)."""
-    from imitlib.history import HistoryReader
+def train_frozen(exp: DarkRoomStudents, reader: Any, name: str, cfg: Any, scale: Scale,
+                 progress: bool) -> tuple[list[Any], dict[str, np.ndarray]]:
+    """Train every seed's AD student on ``reader``'s training-goal runs (resumable under ``runs/`` except at
+    ``ci``), then freeze them: the models, and their loss, accuracy and wall time per seed."""
     from imitlib.imitation import train_student
 
-    exp = test.students
-    if test.fraction == 1:
-        art = darkroom_students_artifact(exp, scale, progress)
-        return [student_network(art, exp.student, i) for i in range(len(exp.seeds))], {
-            "loss": art["loss"], "accuracy": art["accuracy"]}
-    folder = darkroom_histories(exp.data, scale)
-    part = folder / f"learning-first{round(100 * test.fraction)}"
-    if not (part / "manifest.json").exists():
-        truncate_history(HistoryReader(folder / "learning"), part.with_name(part.name + ".partial"), test.fraction)
-        os.replace(part.with_name(part.name + ".partial"), part)
-    reader = HistoryReader(part)
     goals = set(student_goals(exp).tolist())
     runs = [r for r in reader.runs() if reader.task(r)["goal"] in goals]
-    root = _student_folder(beyond_name(test), test, scale)
+    root = _student_folder(name, cfg, scale)
     trained = [train_student(replace(exp.student, seed=seed), reader, runs,
                              None if scale.name == "ci" else root / f"seed{seed}", progress=progress)
                for seed in exp.seeds]
     return [t.model for t in trained], {"loss": np.array([t.loss for t in trained]),
                                         "accuracy": np.array([t.accuracy for t in trained]),
                                         "wall_seconds": np.array([t.wall_seconds for t in trained])}
+
+
+def stored_students(exp: DarkRoomStudents, scale: Scale, progress: bool) -> tuple[list[Any], dict[str, np.ndarray]]:
+    """Chapter 4's AD students (trained on whole histories), frozen, with their training loss and accuracy."""
+    art = darkroom_students_artifact(exp, scale, progress)
+    return [student_network(art, exp.student, i) for i in range(len(exp.seeds))], {
+        "loss": art["loss"], "accuracy": art["accuracy"]}
+
+
+def frozen_students(test: BeyondTest, scale: Scale, progress: bool) -> tuple[list[Any], dict[str, np.ndarray]]:
+    """The frozen students: chapter 4's (whole histories), or trained here on the truncated ones (resumable)."""
+    from imitlib.history import HistoryReader
+
+    exp = test.students
+    if test.fraction == 1:
+        return stored_students(exp, scale, progress)
+    folder = darkroom_histories(exp.data, scale)
+    part = folder / f"learning-first{round(100 * test.fraction)}"
+    if not (part / "manifest.json").exists():
+        truncate_history(HistoryReader(folder / "learning"), part.with_name(part.name + ".partial"), test.fraction)
+        os.replace(part.with_name(part.name + ".partial"), part)
+    return train_frozen(exp, HistoryReader(part), beyond_name(test), test, scale, progress)
 
 
 def source_continuing(test: BeyondTest, goals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -154,7 +166,7 @@ def beyond_artifact(test: BeyondTest, scale: Scale, progress: bool = True) -> ar
     """A part's stored result, or computed and stored (trains the truncated students first)."""
     return artifacts.cached(beyond_name(test), test, lambda: run_beyond(test, scale, progress), scale=scale.name,
                             code=(*DARKROOM_STUDENT_CODE, kept_episodes, truncate_history, beyond_name, frozen_students,
-                                  source_runs, source_continuing, run_beyond))
+                                  train_frozen, stored_students, source_runs, source_continuing, run_beyond))
 
 
 def beyond_command(fraction: float) -> str:

@@ -194,7 +194,8 @@ class StoredResult:
     command: str  # ``{scale}`` stands for the scale's name
 
 
-STORED_BEYOND = (1.0,)  # chapter 6's parts stored at lab so far (the truncated ones join as they are computed)
+CH6_STORED = ("whole histories, long rollouts",)  # chapter 6's results stored at lab so far; the rest join as
+#                                                   each is computed (the book loads what is stored, says what is not)
 
 
 def stored_results() -> list[StoredResult]:
@@ -230,13 +231,27 @@ def stored_results() -> list[StoredResult]:
     out.append(StoredResult(ch[4], "probes", lambda s: ex.probes_artifact(ex.ProbeTest(
         ex.darkroom_students_config(s, "ad"), windows=s.incontext.probe_windows), s),
         f"{cli} incontext --part probes --scale {{scale}}"))
-    from imitlib.experiments import beyond
+    return out + [r for r in chapter6_results(ch[5]) if r.label in CH6_STORED]
 
-    for fraction in STORED_BEYOND:
+
+def chapter6_results(chapter: str) -> list[StoredResult]:
+    """Every result chapter 6 loads, stored or not: the long and truncated parts, moving goals, noise."""
+    from imitlib.experiments import beyond, moving, noise
+
+    out = []
+    for fraction in beyond.PARTS:
         label = "whole histories, long rollouts" if fraction == 1 else f"histories cut to their first {fraction:.0%}"
-        out.append(StoredResult(ch[5], label,
+        out.append(StoredResult(chapter, label,
                                 lambda s, f=fraction: beyond.beyond_artifact(beyond.beyond_config(s, f), s),
                                 beyond.beyond_command(fraction)))
+    for moves in moving.MOVING_SETS:
+        out.append(StoredResult(chapter, f"moving goals, students trained on {moving.SET_LABELS[moves]}",
+                                lambda s, m=moves: moving.moving_artifact(moving.moving_config(s, m), s),
+                                moving.moving_command(moves)))
+    for fixed in noise.NOISE_SETS:
+        label = "noise-distilled histories" if fixed is None else f"noise control, epsilon {fixed} throughout"
+        out.append(StoredResult(chapter, label, lambda s, e=fixed: noise.noise_artifact(noise.noise_config(s, e), s),
+                                noise.noise_command(fixed)))
     return out
 
 

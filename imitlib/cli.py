@@ -127,7 +127,9 @@ def cmd_beyond(args: argparse.Namespace) -> int:
         return beyond_noise(args.epsilon, scale)
     if args.part == "moves":
         return beyond_moves(args.train_moves, scale)
-    fractions = [1.0] if args.part == "long" else ([args.fraction] if args.fraction else list(beyond.FRACTIONS))
+    if args.part == "minatar":
+        return beyond_game(args.cut, scale)
+    fractions = [1.0] if args.part == "long" else ([args.fraction] if args.fraction else list(scale.beyond.fractions))
     for fraction in fractions:
         test = beyond.beyond_config(scale, fraction)
         art = beyond.beyond_artifact(test, scale)
@@ -162,6 +164,19 @@ def beyond_moves(train_moves: int, scale: Scale) -> int:
     for who, row in moving.summary(art).items():
         print(f"  {who}: settled {row['before']:.2f} before the first move, {row['after']:.2f} after; "
               f"recovers to 80% of the optimum in {row['recovery']}; {row['verdict']}")
+    return 0
+
+
+def beyond_game(cut: float | None, scale: Scale) -> int:
+    """Chapter 6, part 5: AD students on the MinAtar teachers' learning histories, whole or cut early."""
+    from imitlib.experiments import game_beyond
+
+    test = game_beyond.game_beyond_config(scale, 1.0 if cut is None else cut)
+    art = game_beyond.game_beyond_artifact(test, scale)
+    print(f"{game_beyond.game_beyond_name(test)}: students read {art['episodes_read'].tolist()} recorded episodes")
+    for mode, row in game_beyond.summary(art).items():
+        print(f"  {mode}: plateau {row['plateau']}, data ceiling {row['ceiling']:.2f}, teacher at the end "
+              f"{row['teacher_end']:.2f}: {row['verdict']}")
     return 0
 
 
@@ -330,11 +345,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scale", default=None, help="ci, lab or full (default: $IMITLIB_SCALE or lab)")
     p.set_defaults(fn=cmd_incontext)
     p = sub.add_parser("beyond", help="chapter 6: can a frozen student improve past its history?")
-    p.add_argument("--part", choices=["long", "truncated", "moves", "noise"], required=True)
+    p.add_argument("--part", choices=["long", "truncated", "moves", "noise", "minatar"], required=True)
     p.add_argument("--fraction", type=fraction, default=None,
-                   help="truncated: the share of each history kept (default: each of 0.1, 0.25, 0.5)")
+                   help="truncated: the share of each history kept (default: the scale's; lab: 0.1, 0.25, 0.5)")
     p.add_argument("--epsilon", type=epsilon, default=None,
                    help="noise: a fixed-epsilon control (default: epsilon decaying from 1 to 0.5, as AD^eps)")
+    p.add_argument("--cut", type=fraction, default=None,
+                   help="minatar: read only the episodes of this first share of training (default: the whole)")
     p.add_argument("--train-moves", type=int, default=0,
                    help="moves: goal moves in the students' training histories (0: chapter 4's students)")
     p.add_argument("--scale", default=None, help="ci, lab or full (default: $IMITLIB_SCALE or lab)")

@@ -323,8 +323,9 @@ def game_rollout(model: Student, env_id: str, *, num_envs: int, episodes: int, c
                  teacher: torch.nn.Module | None = None, **env_options: Any) -> dict[str, np.ndarray]:
     """Roll the frozen student out in ``num_envs`` copies of a MinAtar/ALE game until each has finished
     ``episodes`` episodes (or ``max_steps`` vector steps). The context slides: when it holds ``context_steps``
-    steps, it restarts from the newest half. Returns raw ``returns (num_envs, episodes)`` (NaN where unfinished)
-    and, if a ``teacher`` Q-network is given, how often the student's action equals the teacher's greedy one."""
+    steps, it restarts from the newest half. Returns raw ``returns (num_envs, episodes)`` (NaN where unfinished),
+    the vector step at which each ended (``ends``, -1 where unfinished) and, if a ``teacher`` Q-network is given,
+    how often the student's action equals the teacher's greedy one."""
     from imitlib.envs.games import game_spec, make_vec_env
     from imitlib.envs.observations import encode, network_input
 
@@ -338,11 +339,12 @@ def game_rollout(model: Student, env_id: str, *, num_envs: int, episodes: int, c
     gen = torch.Generator().manual_seed(seed)
     stream = ContextStream(model, num_envs, encode(obs[:1]).shape[1], max_steps, use_cache)
     returns = np.full((num_envs, episodes), np.nan)
+    ends = np.full((num_envs, episodes), -1, np.int64)
     done_count = np.zeros(num_envs, int)
     running = np.zeros(num_envs)
     first = torch.ones(num_envs, dtype=torch.bool)
     agree, seen = 0, 0
-    for _ in range(max_steps):
+    for step in range(max_steps):
         if stream.t - stream.start >= context_steps:
             stream.restart(stream.t - context_steps // 2)
         logits = stream.logits(torch.from_numpy(encode(obs)), first)
@@ -357,11 +359,12 @@ def game_rollout(model: Student, env_id: str, *, num_envs: int, episodes: int, c
         done = terminated | truncated
         for i in np.flatnonzero(done):
             if done_count[i] < episodes:
-                returns[i, done_count[i]] = running[i]
+                returns[i, done_count[i]], ends[i, done_count[i]] = running[i], step
             done_count[i] += 1
             running[i] = 0
         first = torch.as_tensor(done)
         if (done_count >= episodes).all():
             break
     env.close()
-    return {"returns": returns, "agreement": np.array(agree / max(seen, 1)), "steps": np.array(stream.t)}
+    return {"returns": returns, "ends": ends, "agreement": np.array(agree / max(seen, 1)),
+            "steps": np.array(stream.t)}

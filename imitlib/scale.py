@@ -81,6 +81,11 @@ class BeyondScale:
     """Sizes of chapter 6: how far past its history a frozen student is rolled out."""
 
     long_factor: int  # rollout episodes per episode of a training history (issue #16: at least 5 at lab)
+    fractions: tuple[float, ...] = (0.1, 0.25, 0.5)  # truncated histories: the share of each history kept
+    noise_controls: tuple[float, ...] = (1.0, 0.5)  # fixed-epsilon controls beside the noise-distilled students
+    game_context_steps: int = 256  # AD on the teacher's game: steps in context (lab: ~20 early episodes, ~3 late)
+    game_envs: int = 32  # environments per frozen game student's rollout, stepped together
+    game_cuts: tuple[float, ...] = (1.0, 0.3)  # AD on the teacher's game: the whole history, and its first 30%
 
 
 @dataclass(frozen=True)
@@ -108,7 +113,9 @@ PRESETS: dict[str, Scale] = {
                              icl_episodes=12, game_updates=20, game_context_steps=32, game_eval_episodes=1),
         incontext=InContextScale(regression_seeds=2, regression_steps=150, regression_batch=256,
                                  regression_tasks=2_000, max_layers=2, probe_windows=2),
-        beyond=BeyondScale(long_factor=2),
+        # one truncation, one noise control, one game cut: the chapter's whole code path within its 90 s
+        beyond=BeyondScale(long_factor=2, fractions=(0.25,), noise_controls=(0.5,), game_context_steps=64,
+                           game_envs=2, game_cuts=(0.3,)),
     ),
     "lab": Scale(
         name="lab",
@@ -144,7 +151,7 @@ PRESETS: dict[str, Scale] = {
                              game_eval_episodes=10, bf16=True),
         incontext=InContextScale(regression_seeds=10, regression_steps=10_000, regression_batch=2_048,
                                  regression_tasks=10_000, max_layers=4, probe_windows=8),
-        beyond=BeyondScale(long_factor=5),
+        beyond=BeyondScale(long_factor=5, game_context_steps=512, game_envs=64),
     ),
 }
 

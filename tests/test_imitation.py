@@ -112,6 +112,9 @@ def test_game_rollout_on_minatar_counts_episodes_and_agreement():
     assert out["returns"].shape == (2, 2) and np.isfinite(out["returns"]).all()
     np.testing.assert_array_equal(out["returns"], again["returns"])
     assert 0.0 <= float(out["agreement"]) <= 1.0
+    ends = out["ends"]
+    assert (ends >= 0).all() and (np.diff(ends, axis=1) > 0).all(), "each episode ends after the one before"
+    assert ends.max() == int(out["steps"]) - 1, "the rollout stops on the vector step the last episode ends"
 
 
 def test_a_prompt_enters_the_context_as_if_played():

@@ -73,15 +73,22 @@ def kept_episodes(n: int, fraction: float) -> int:
 
 def truncate_history(reader: Any, path: str | Path, fraction: float) -> Any:
     """A copy of a history keeping only the first ``fraction`` of each run's recorded episodes (runs unmixed)."""
+    counts = {run: kept_episodes(reader.run_episodes(run), fraction) for run in reader.runs()}
+    return keep_first(reader, path, counts, {"truncated_to": fraction})
+
+
+def keep_first(reader: Any, path: str | Path, counts: dict[int, int], note: dict[str, Any]) -> Any:
+    """A copy of a history keeping the first ``counts[run]`` recorded episodes of every run (runs unmixed), with
+    ``note`` added to its metadata."""
     from imitlib.history import Episode, HistoryReader, HistoryWriter
 
     m = reader.manifest
     with HistoryWriter(path, obs_kind=m["obs_kind"], obs_shape=m["obs_shape"], n_actions=m["n_actions"],
-                       mode="overwrite", meta={**m["meta"], "truncated_to": fraction}) as w:
+                       mode="overwrite", meta={**m["meta"], **note}) as w:
         for run in reader.runs():
             w.set_run(run, **reader.task(run))
             first = int(np.searchsorted(reader.episodes["run"], run))  # the run's first episode (sorted by run)
-            for i in range(kept_episodes(reader.run_episodes(run), fraction)):
+            for i in range(counts[run]):
                 ep = reader.episode(first + i)
                 w.add(Episode(run=run, episode=int(ep["episode"][0]),
                               **{f: ep[f] for f in imitlib.history.FIELDS}))
@@ -165,8 +172,9 @@ def run_beyond(test: BeyondTest, scale: Scale, progress: bool = True) -> dict[st
 def beyond_artifact(test: BeyondTest, scale: Scale, progress: bool = True) -> artifacts.Artifact:
     """A part's stored result, or computed and stored (trains the truncated students first)."""
     return artifacts.cached(beyond_name(test), test, lambda: run_beyond(test, scale, progress), scale=scale.name,
-                            code=(*DARKROOM_STUDENT_CODE, kept_episodes, truncate_history, beyond_name, frozen_students,
-                                  train_frozen, stored_students, source_runs, source_continuing, run_beyond))
+                            code=(*DARKROOM_STUDENT_CODE, kept_episodes, truncate_history, keep_first, beyond_name,
+                                  frozen_students, train_frozen, stored_students, source_runs, source_continuing,
+                                  run_beyond))
 
 
 def beyond_command(fraction: float) -> str:
@@ -303,7 +311,12 @@ def table_rows(arts: dict[float, Any]) -> list[list[Any]]:
     return rows
 
 
-PARTS = (1.0, *FRACTIONS)  # the chapter's parts so far: whole histories, then each truncation
+PARTS = (1.0, *FRACTIONS)  # the chapter's parts: whole histories, then each truncation
+
+
+def parts(scale: Scale) -> tuple[float, ...]:
+    """The parts a scale computes: whole histories, then the scale's truncations (ci: one, to stay quick)."""
+    return (1.0, *scale.beyond.fractions)
 
 
 def setup_numbers(scale: Scale) -> dict[str, Any]:

@@ -238,3 +238,42 @@ def plot_moving(ax: Any, art: Any, mode: str, title: str, legend: bool = True) -
     for i, (start, _) in enumerate(stretches(art)[1:]):
         plots.event_line(ax, start, label="the goal moves" if i == 0 else "_move")
     plots.label(ax, "episode of the rollout", "return", title, legend=legend)
+
+
+TABLE_HEADER = ["students trained on", "who", "settled before the first move", "after the moves",
+                "drop [95% CI]", "recovers to 80% of the optimum in"]
+SET_LABELS = {0: "histories without moves", TRAIN_MOVES: f"histories with {TRAIN_MOVES} moves"}
+
+
+def table_rows(arts: dict[int, Any]) -> list[list[Any]]:
+    """One row per student set and learner/decoding (the Q-learner once, from the first set)."""
+    rows = []
+    for i, (moves, art) in enumerate(arts.items()):
+        for who, row in summary(art).items():
+            if who.startswith("source") and i > 0:
+                continue  # the same learner on the same plan: shown once
+            name = "Q-learner" if who.startswith("source") else "frozen AD student"
+            rows.append([SET_LABELS.get(moves, f"{moves} moves") if name != "Q-learner" else "(learns)",
+                         f"{name}, {who.split('_')[1]}", f"{row['before']:.2f}", f"{row['after']:.2f}",
+                         str(row["drop"]), row["recovery"]])
+    return rows
+
+
+def numbers(arts: dict[int, Any]) -> dict[str, Any]:
+    """What the prose cites, under chapter 6's names; a set not computed reads as NaN and "not computed"."""
+    from imitlib.experiments.common import MISSING
+
+    out: dict[str, Any] = {"ch6_test_moves": TEST_MOVES, "ch6_train_moves": TRAIN_MOVES, "ch6_recovered": RECOVERED,
+                           "ch6_settled_share": SETTLED_SHARE}
+    for moves in MOVING_SETS:
+        art = arts.get(moves)
+        rows = summary(art) if art is not None else {}
+        for who, mode in WHO:
+            row = rows.get(f"{who}_{mode}")
+            key = f"ch6_moves{moves}_{who}_{mode}"
+            out[f"{key}_before"] = row["before"] if row else float("nan")
+            out[f"{key}_after"] = row["after"] if row else float("nan")
+            out[f"{key}_drop"] = str(row["drop"]) if row else MISSING
+            out[f"{key}_verdict"] = row["verdict"] if row else MISSING
+            out[f"{key}_recovery"] = row["recovery"] if row else MISSING
+    return out

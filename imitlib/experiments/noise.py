@@ -207,6 +207,11 @@ def noise_command(fixed: float | None) -> str:
 NOISE_SETS = (None, 1.0, FLOOR)  # decaying noise; then the controls: pure noise, and the final noisy policy
 
 
+def noise_sets(scale: Scale) -> tuple[float | None, ...]:
+    """The sets a scale computes: decaying noise, then the scale's fixed-epsilon controls (ci: one)."""
+    return (None, *scale.beyond.noise_controls)
+
+
 def load_noise(scale: Scale, fixed: float | None) -> artifacts.Artifact | None:
     """A set's stored result (computed at ``ci``), or None and the command that computes it."""
     return load_or_explain(lambda: noise_artifact(noise_config(scale, fixed), scale), scale, noise_command(fixed))
@@ -259,4 +264,67 @@ def summary(arts: dict[float | None, Any]) -> dict[str, Any]:
     out["ratio"] = claim_ratio(ad)
     control = out["greedy"][f"fixed{round(100 * FLOOR)}"]
     out["denoising"] = denoising_verdict(out["greedy"]["plateau"], control) if control is not None else None
+    return out
+
+
+def references(art: Any) -> dict[str, float]:
+    """Uniform random play and the optimum, averaged over the held-out goals the students were tested on."""
+    from imitlib.envs.darkroom import optimal_return, random_policy_return
+
+    goals = np.asarray(art["goals"]).tolist()
+    return {"random": float(np.mean([random_policy_return(g) for g in goals])),
+            "optimal": float(np.mean([optimal_return(g) for g in goals]))}
+
+
+SET_LABELS = {None: "AD$^\\varepsilon$ (ε falls to the floor)", 1.0: "control: ε = 1 throughout",
+              FLOOR: f"control: ε = {FLOOR} throughout"}
+SET_COLORS = {None: "ad", 1.0: "random", FLOOR: "alt"}
+
+
+def plot_noise(ax: Any, arts: dict[float | None, Any], mode: str, legend: bool = True) -> None:
+    """The frozen students on the held-out goals under one decoding, with the data's best under that decoding."""
+    from imitlib import plots
+    from imitlib.experiments.beyond import SMOOTH_POINTS
+
+    for fixed, art in arts.items():
+        curves = np.asarray(art[f"{mode}_returns"], dtype=float).mean(axis=1)
+        plots.curve_with_ci(ax, curves, label=SET_LABELS[fixed], color=plots.COLORS[SET_COLORS[fixed]],
+                            smooth=max(1, curves.shape[1] // SMOOTH_POINTS))
+    ad = arts[None]
+    ax.axhline(best_in_data(ad, mode), color=plots.COLORS["event"], lw=1.2, ls=":",
+               label=f"best in the data ({mode})")
+    refs = references(ad)
+    plots.reference_line(ax, refs["random"], label="random policy", role="random")
+    plots.reference_line(ax, refs["optimal"], label="optimal", role="optimal")
+    plots.label(ax, "episode of the rollout", "return", f"decoded {mode}", legend=legend)
+
+
+TABLE_HEADER = ["students trained on", "decoding", "plateau [95% CI]", "best in its data"]
+
+
+def table_rows(arts: dict[float | None, Any]) -> list[list[Any]]:
+    """One row per training set and decoding."""
+    return [[SET_LABELS[fixed].replace("$^\\varepsilon$", "^ε"), mode, str(student_plateau(art, mode)),
+             f"{best_in_data(art, mode):.2f}"] for fixed, art in arts.items() for mode in MODES]
+
+
+def numbers(arts: dict[float | None, Any]) -> dict[str, Any]:
+    """What the prose cites, under chapter 6's names; sets not computed read as NaN and "not computed"."""
+    from imitlib.experiments.common import MISSING
+
+    out: dict[str, Any] = {"ch6_noise_floor": FLOOR, "ch6_noise_decay_share": DECAY_SHARE,
+                           "ch6_noise_claimed_ratio": CLAIMED_RATIO}
+    ad = arts.get(None)
+    rows = summary(arts) if ad is not None else None
+    for mode in MODES:
+        row = rows[mode] if rows else None
+        out[f"ch6_noise_{mode}_plateau"] = float(row["plateau"].estimate) if row else float("nan")
+        out[f"ch6_noise_{mode}_best"] = row["best"] if row else float("nan")
+        out[f"ch6_noise_{mode}_verdict"] = row["verdict"] if row else MISSING
+        for fixed in (1.0, FLOOR):
+            key = f"fixed{round(100 * fixed)}"
+            control = row[key] if row else None
+            out[f"ch6_noise_{key}_{mode}_plateau"] = float(control.estimate) if control is not None else float("nan")
+    out["ch6_noise_ratio"] = rows["ratio"] if rows else float("nan")
+    out["ch6_noise_denoising"] = (rows["denoising"] if rows else None) or MISSING
     return out

@@ -194,8 +194,12 @@ class StoredResult:
     command: str  # ``{scale}`` stands for the scale's name
 
 
-CH6_STORED = ("whole histories, long rollouts",)  # chapter 6's results stored at lab so far; the rest join as
-#                                                   each is computed (the book loads what is stored, says what is not)
+# chapter 6's results stored at lab so far; the rest join as each is computed (the book loads what is stored and
+# says what is not)
+CH6_STORED = (
+    "whole histories, long rollouts",
+    "histories cut to their first 10%",
+)
 
 
 def stored_results() -> list[StoredResult]:
@@ -235,8 +239,8 @@ def stored_results() -> list[StoredResult]:
 
 
 def chapter6_results(chapter: str) -> list[StoredResult]:
-    """Every result chapter 6 loads, stored or not: the long and truncated parts, moving goals, noise."""
-    from imitlib.experiments import beyond, moving, noise
+    """Every result chapter 6 loads, stored or not: long and truncated rollouts, moving goals, noise, the game."""
+    from imitlib.experiments import beyond, game_beyond, moving, noise
 
     out = []
     for fraction in beyond.PARTS:
@@ -252,6 +256,10 @@ def chapter6_results(chapter: str) -> list[StoredResult]:
         label = "noise-distilled histories" if fixed is None else f"noise control, epsilon {fixed} throughout"
         out.append(StoredResult(chapter, label, lambda s, e=fixed: noise.noise_artifact(noise.noise_config(s, e), s),
                                 noise.noise_command(fixed)))
+    for cut in game_beyond.GAME_SETS:
+        label = "MinAtar Breakout, whole histories" if cut == 1 else f"MinAtar Breakout, first {cut:.0%} of training"
+        out.append(StoredResult(chapter, label, lambda s, c=cut: game_beyond.game_beyond_artifact(
+            game_beyond.game_beyond_config(s, c), s), game_beyond.game_beyond_command(cut)))
     return out
 
 

@@ -225,3 +225,10 @@ def test_code_cells_are_short_narrow_and_define_nothing(path):
         wide = [line for line in lines if len(line) > PAGE_COLUMNS]
         assert not wide, f"{path.name}: {len(wide)} line(s) wider than {PAGE_COLUMNS} columns: {wide[0]!r}"
         assert not any(line.lstrip().startswith("def ") for line in lines), f"{path.name}: defines a function"
+
+
+def test_every_stored_chapter_6_label_names_one_of_its_results():
+    from imitlib import book
+
+    labels = {r.label for r in book.chapter6_results("06_beyond_the_history")}
+    assert set(book.CH6_STORED) <= labels, f"not a chapter 6 result: {set(book.CH6_STORED) - labels}"

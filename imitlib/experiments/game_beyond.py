@@ -212,3 +212,29 @@ def plot_game_beyond(ax: Any, art: Any, mode: str, title: str, legend: bool = Tr
     ax.axhline(game_ceiling(art), color=plots.COLORS["alt"], lw=1.2, ls=":", label="data ceiling (behaviour)")
     ax.set_xlim(0, edges[-1])
     plots.label(ax, "environment steps after the cut", "return per episode", title, legend=legend)
+
+
+def setup_numbers(scale: Scale) -> dict[str, Any]:
+    """The part's settings, as the prose states them."""
+    test = game_beyond_config(scale, CUT)
+    dqn = test.students.teacher.dqn
+    return {"ch6_game_cut": CUT, "ch6_game_context": test.students.student.context_steps,
+            "ch6_game_budget": round((1 - CUT) * dqn.steps), "ch6_game_teacher_steps": dqn.steps,
+            "ch6_game_seeds": len(test.students.teacher.seeds)}
+
+
+def numbers(arts: dict[float, Any]) -> dict[str, Any]:
+    """What the prose cites, under chapter 6's names; a set not computed reads as NaN and "not computed"."""
+    from imitlib.experiments.common import MISSING
+
+    out: dict[str, Any] = {}
+    for cut in GAME_SETS:
+        key = "whole" if cut == 1 else f"cut{round(100 * cut)}"
+        rows = summary(arts[cut]) if cut in arts else {}
+        for mode in MODES:
+            row = rows.get(mode)
+            out[f"ch6_game_{key}_{mode}_plateau"] = float(row["plateau"].estimate) if row else float("nan")
+            out[f"ch6_game_{key}_{mode}_ceiling"] = row["ceiling"] if row else float("nan")
+            out[f"ch6_game_{key}_{mode}_teacher"] = row["teacher_end"] if row else float("nan")
+            out[f"ch6_game_{key}_{mode}_verdict"] = row["verdict"] if row else MISSING
+    return out

@@ -211,15 +211,22 @@ def rise_after_cut(curves: np.ndarray, kept: int) -> stats.Interval:
     return stats.bootstrap_ci(curves[:, -n:].mean(axis=1) - curves[:, kept:kept + n].mean(axis=1))
 
 
+def side(interval: stats.Interval, value: float = 0.0) -> str:
+    """Where a 95% CI lies against ``value``: "above" or "below" only when all of it does, else "contains";
+    "missing" when it was not measured. Every verdict of chapter 6 is this rule in its own words."""
+    if not np.isfinite(float(interval.estimate)):
+        return "missing"
+    if float(interval.low) > value:
+        return "above"
+    if float(interval.high) < value:
+        return "below"
+    return "contains"
+
+
 def trend(rise: stats.Interval) -> str:
     """Words for :func:`rise_after_cut`: rising or falling only when the whole 95% CI is on that side of zero."""
-    if not np.isfinite(float(rise.estimate)):
-        return "was not measured at this scale yet"
-    if float(rise.low) > 0:
-        return "kept rising"
-    if float(rise.high) < 0:
-        return "fell"
-    return "held level (no change beyond its 95% CI)"
+    return {"missing": "was not measured at this scale yet", "above": "kept rising", "below": "fell",
+            "contains": "held level (no change beyond its 95% CI)"}[side(rise)]
 
 
 def data_ceiling(source: np.ndarray, kept: int) -> float:
@@ -231,13 +238,10 @@ def data_ceiling(source: np.ndarray, kept: int) -> float:
 
 def verdict(student: stats.Interval, ceiling: float) -> str:
     """Where the plateau sits against the data ceiling: above it only if the whole 95% CI is above it."""
-    if not np.isfinite(float(student.estimate)):
-        return "not measured at this scale yet"
-    if float(student.low) > ceiling:
-        return "beyond its data: the plateau's 95% CI lies above the data ceiling"
-    if float(student.high) < ceiling:
-        return "below its data: the plateau's 95% CI lies below the data ceiling"
-    return "at its data: the plateau's 95% CI contains the data ceiling"
+    return {"missing": "not measured at this scale yet",
+            "above": "beyond its data: the plateau's 95% CI lies above the data ceiling",
+            "below": "below its data: the plateau's 95% CI lies below the data ceiling",
+            "contains": "at its data: the plateau's 95% CI contains the data ceiling"}[side(student, ceiling)]
 
 
 def summary(art: Any) -> dict[str, dict[str, Any]]:

@@ -23,7 +23,7 @@ import numpy as np
 import imitlib.tabular
 from imitlib import artifacts, stats
 from imitlib.envs.darkroom import optimal_return, random_policy_return
-from imitlib.experiments.beyond import MODES, SMOOTH_POINTS, stored_students, train_frozen
+from imitlib.experiments.beyond import MODES, SMOOTH_POINTS, side, stored_students, train_frozen
 from imitlib.experiments.common import CLI, load_or_explain, recorded_dataset
 from imitlib.experiments.histories import (
     DarkRoomHistories,
@@ -189,13 +189,10 @@ def drop_after_moves(art: Any, who: str, mode: str) -> stats.Interval:
 
 def moves_verdict(drop: stats.Interval) -> str:
     """Words for :func:`drop_after_moves`: lower or higher only when the whole 95% CI is on that side of zero."""
-    if not np.isfinite(float(drop.estimate)):
-        return "not measured at this scale yet"
-    if float(drop.low) > 0:
-        return "settles lower after the moves than before the first (the 95% CI of the drop lies above 0)"
-    if float(drop.high) < 0:
-        return "settles higher after the moves than before the first (the 95% CI of the drop lies below 0)"
-    return "settles where it stood before the first move (the drop's 95% CI contains 0)"
+    return {"missing": "not measured at this scale yet",
+            "above": "settles lower after the moves than before the first (the 95% CI of the drop lies above 0)",
+            "below": "settles higher after the moves than before the first (the 95% CI of the drop lies below 0)",
+            "contains": "settles where it stood before the first move (the drop's 95% CI contains 0)"}[side(drop)]
 
 
 WHO = (("student", "sampled"), ("student", "greedy"), ("source", "sampled"), ("source", "greedy"))

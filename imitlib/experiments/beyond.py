@@ -330,7 +330,8 @@ def setup_numbers(scale: Scale) -> dict[str, Any]:
             "ch6_long_factor": scale.beyond.long_factor, "ch6_plateau_share": PLATEAU_SHARE,
             "ch6_plateau_episodes": max(1, round(PLATEAU_SHARE * test.episodes)),
             "ch6_ceiling_window": CEILING_WINDOW, "ch6_seeds": len(test.students.seeds),
-            "ch6_context_episodes": test.students.student.context_episodes}
+            "ch6_context_episodes": test.students.student.context_episodes,
+            "ch6_updates": test.students.student.updates, "ch6_train_goals": test.students.data.train_goals}
 
 
 def numbers(arts: dict[float, Any], context_episodes: int) -> dict[str, Any]:

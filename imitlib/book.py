@@ -199,6 +199,8 @@ class StoredResult:
 CH6_STORED = (
     "whole histories, long rollouts",
     "histories cut to their first 10%",
+    "histories cut to their first 25%",
+    "moving goals, students trained on histories without moves",
 )
 
 

@@ -162,8 +162,8 @@ def beyond_moves(train_moves: int, scale: Scale) -> int:
     art = moving.moving_artifact(test, scale)
     print(f"{moving.moving_name(test)}: {test.episodes:,} episodes, the goal moving {test.test_moves} times")
     for who, row in moving.summary(art).items():
-        print(f"  {who}: settled {row['before']:.2f} before the first move, {row['after']:.2f} after; "
-              f"recovers to 80% of the optimum in {row['recovery']}; {row['verdict']}")
+        print(f"  {who}: settled at {row['before']:.0%} of the optimum before the first move, "
+              f"{row['after']:.0%} after; recovers to 80% of the optimum in {row['recovery']}; {row['verdict']}")
     return 0
 
 

@@ -25,7 +25,16 @@ def test_stretches_follow_the_plan_and_recovery_counts_episodes_after_each_move(
     # the 10-episode running mean reaches 80% of the optimum 8 episodes after the return comes back
     np.testing.assert_array_equal(moving.recovery(art, "student", "sampled"), [[17], [17]])
     levels = moving.settled(art, "student", "greedy")
-    np.testing.assert_allclose(levels, [[best, best]] * 2)
+    np.testing.assert_allclose(levels, [[1.0, 1.0]] * 2)  # settled at the optimum: all of it
+
+
+def test_where_a_learner_settles_is_read_as_a_share_of_the_optimum_there():
+    plan = np.r_[np.full(40, 0), np.full(40, 13)]  # a far goal (optimum 13), then a near one (optimum 18)
+    curve = np.r_[np.full(40, 6.5), np.full(40, 9.0)]  # half of the optimum in both stretches
+    art = hand_made(np.stack([curve, curve]), np.stack([curve, curve]), plan)
+    assert optimal_return(0) == 13 and optimal_return(13) == 18
+    np.testing.assert_allclose(moving.settled(art, "student", "sampled"), [[0.5, 0.5]] * 2)
+    assert moving.moves_verdict(moving.drop_after_moves(art, "student", "sampled")).startswith("settles where")
 
 
 def test_the_learner_curves_group_its_runs_by_seed():

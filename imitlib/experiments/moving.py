@@ -175,9 +175,13 @@ def recovery(art: Any, who: str, mode: str) -> np.ndarray:
 
 
 def settled(art: Any, who: str, mode: str) -> np.ndarray:
-    """``(seeds, stretches)``: the mean return over the last :data:`SETTLED_SHARE` of every stretch."""
-    c = curves(art, who, mode)
-    return np.stack([c[:, b - max(1, round(SETTLED_SHARE * (b - a))):b].mean(1) for a, b in stretches(art)], 1)
+    """``(seeds, stretches)``: the mean return over the last :data:`SETTLED_SHARE` of every stretch, as a share of
+    the optimum there. (A share, not a raw return: after a move the goals sit at other distances from the start,
+    so raw returns would compare easier goals with harder ones. The first reading used raw returns; this one was
+    chosen after the first lab result showed the optimum itself changing between stretches.)"""
+    c, best = curves(art, who, mode), optimum(art)
+    ends = [slice(b - max(1, round(SETTLED_SHARE * (b - a))), b) for a, b in stretches(art)]
+    return np.stack([c[:, e].mean(1) / best[e].mean() for e in ends], 1)
 
 
 def drop_after_moves(art: Any, who: str, mode: str) -> stats.Interval:
@@ -237,8 +241,8 @@ def plot_moving(ax: Any, art: Any, mode: str, title: str, legend: bool = True) -
     plots.label(ax, "episode of the rollout", "return", title, legend=legend)
 
 
-TABLE_HEADER = ["students trained on", "who", "settled before the first move", "after the moves",
-                "drop [95% CI]", "recovers to 80% of the optimum in"]
+TABLE_HEADER = ["students trained on", "who", "settled before the first move (share of optimum)", "after the moves",
+                "drop in share [95% CI]", "recovers to 80% of the optimum in"]
 SET_LABELS = {0: "histories without moves", TRAIN_MOVES: f"histories with {TRAIN_MOVES} moves"}
 
 
@@ -251,7 +255,7 @@ def table_rows(arts: dict[int, Any]) -> list[list[Any]]:
                 continue  # the same learner on the same plan: shown once
             name = "Q-learner" if who.startswith("source") else "frozen AD student"
             rows.append([SET_LABELS.get(moves, f"{moves} moves") if name != "Q-learner" else "(learns)",
-                         f"{name}, {who.split('_')[1]}", f"{row['before']:.2f}", f"{row['after']:.2f}",
+                         f"{name}, {who.split('_')[1]}", f"{row['before']:.0%}", f"{row['after']:.0%}",
                          str(row["drop"]), row["recovery"]])
     return rows
 

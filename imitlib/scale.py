@@ -113,9 +113,10 @@ PRESETS: dict[str, Scale] = {
                              icl_episodes=12, game_updates=20, game_context_steps=32, game_eval_episodes=1),
         incontext=InContextScale(regression_seeds=2, regression_steps=150, regression_batch=256,
                                  regression_tasks=2_000, max_layers=2, probe_windows=2),
-        # one truncation, one noise control, one game cut: the chapter's whole code path within its 90 s
-        beyond=BeyondScale(long_factor=2, fractions=(0.25,), noise_controls=(0.5,), game_context_steps=64,
-                           game_envs=2, game_cuts=(0.3,)),
+        # one truncation, no noise control (the same code as the noise set, another epsilon), one game cut: chapter
+        # 6 within its 90 s
+        beyond=BeyondScale(long_factor=2, fractions=(0.25,), noise_controls=(), game_context_steps=64, game_envs=8,
+                           game_cuts=(0.3,)),
     ),
     "lab": Scale(
         name="lab",

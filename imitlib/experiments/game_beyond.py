@@ -73,15 +73,14 @@ def episodes_before(reader: Any, update: float) -> dict[int, int]:
     return counts
 
 
-def student_history(test: GameBeyond, scale: Scale) -> Any:
-    """The history the students read: the teachers' learning histories, whole or cut (written once, beside it;
-    at ``ci`` the histories are recorded afresh, so the cut is too)."""
+def student_history(test: GameBeyond, folder: Any, scale: Scale) -> Any:
+    """The history the students read: the teachers' learning histories in ``folder``, whole or cut (written once,
+    beside it; at ``ci`` the histories are recorded afresh, so the cut is too)."""
     import os
     import shutil
 
     from imitlib.history import HistoryReader
 
-    folder = minatar_histories(test.students.teacher, scale, every=test.students.every)
     whole = HistoryReader(folder / "learning")
     if test.cut == 1:
         return whole
@@ -92,6 +91,22 @@ def student_history(test: GameBeyond, scale: Scale) -> Any:
         shutil.rmtree(part, ignore_errors=True)
         os.replace(tmp, part)
     return HistoryReader(part)
+
+
+def ci_teachers(test: GameBeyond, scale: Scale) -> tuple[dict[str, np.ndarray], Any]:
+    """At ``ci`` nothing is stored, so the teachers' curves and their recorded histories would each cost a training:
+    record the histories once here and keep the curves that training produced (and the folder)."""
+    from imitlib.experiments.common import recorded_dataset
+    from imitlib.experiments.teacher import _minatar_dataset_name, record_minatar
+
+    exp, every, kept = test.students.teacher, test.students.every, {}
+
+    def record(folder: Any) -> dict[str, Any]:
+        timings, kept["teacher"] = record_minatar(exp, folder, every=every)
+        return timings
+
+    folder = recorded_dataset(_minatar_dataset_name(exp, every), exp, scale, record)
+    return kept["teacher"], folder
 
 
 def step_curve(returns: np.ndarray, ends: np.ndarray, num_envs: int, edges: np.ndarray) -> np.ndarray:
@@ -110,8 +125,12 @@ def run_game_beyond(test: GameBeyond, scale: Scale, progress: bool = True) -> di
     from imitlib.imitation import game_rollout, train_student
 
     exp, dqn = test.students, test.students.teacher.dqn
-    reader = student_history(test, scale)
-    teachers = teacher_artifact(exp.teacher, scale, progress=progress)
+    if scale.name == "ci":
+        teachers, folder = ci_teachers(test, scale)
+    else:
+        teachers = teacher_artifact(exp.teacher, scale, progress)
+        folder = minatar_histories(exp.teacher, scale, every=exp.every)
+    reader = student_history(test, folder, scale)
     root = _student_folder(game_beyond_name(test), test, scale)
     budget = round((1 - CUT) * dqn.steps)  # every student plays what its teacher trained after the cut
     edges = np.linspace(0, budget, BINS + 1)
@@ -142,7 +161,8 @@ def game_beyond_artifact(test: GameBeyond, scale: Scale, progress: bool = True) 
     """The part's stored result, or computed and stored (trains the students first: hours at ``lab``)."""
     return artifacts.cached(game_beyond_name(test), test, lambda: run_game_beyond(test, scale, progress),
                             scale=scale.name, code=(*GAME_STUDENT_CODE, keep_first, game_beyond_config, cut_update,
-                                                    episodes_before, student_history, step_curve, run_game_beyond))
+                                                    episodes_before, student_history, ci_teachers, step_curve,
+                                                    run_game_beyond))
 
 
 def game_beyond_command(cut: float) -> str:

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -347,13 +347,20 @@ def train(
     hooks: Hooks | None = None,
     progress: bool = True,
     stop_after_segments: int | None = None,
+    init: Mapping[str, torch.Tensor] | None = None,
 ) -> DQNRun:
     """Train one DQN per seed, all at once; resume from ``run_dir`` if it holds a checkpoint.
 
     ``stop_after_segments`` ends the call after that many segments (as if killed right after a checkpoint).
+    ``init`` (a stacked state dict, every seed's weights, as a teacher artifact stores them) replaces the fresh
+    weights of a new run: a transplant from another game. The target network starts as its copy; the optimiser,
+    replay and exploration start fresh, exactly as for a new learner.
     """
     torch.set_flush_denormal(True)  # Adam's tiny second moments are denormal floats: 5-10x slower on x86
     learner = Learner.new(cfg, tuple(int(s) for s in seeds), hooks or Hooks())
+    if init is not None:  # a transplant: every weight copied (load_state_dict refuses missing or extra ones)
+        learner.q.online.load_state_dict({k: torch.as_tensor(v) for k, v in init.items()})
+        learner.q.sync_target()
     path = Path(run_dir) / CHECKPOINT if run_dir else None
     if path and path.exists():
         load_checkpoint(path, learner)

@@ -83,6 +83,26 @@ def test_a_breakout_network_reads_space_invaders(tmp_path):
         load_q_network(tmp_path / "checkpoint.pt", game_spec(invaders.env_id, channels=6))
 
 
+def test_transplanting_copies_every_weight_into_the_new_game(tmp_path):
+    """A Breakout network moved into Space Invaders: before the first update every weight (online and target) is
+    the transplanted one; the run then learns from there, and an incomplete state dict is refused."""
+    breakout = weights(train(TINY, [0, 1], progress=False))
+    invaders = DQNConfig(**{**TINY.__dict__, "env_id": "MinAtar/SpaceInvaders-v0"})
+    before = train(replace(invaders, steps=200, segment_steps=200, learning_starts=400), [0, 1], init=breakout,
+                   progress=False)
+    assert before.state.updates == 0
+    for k, v in breakout.items():
+        torch.testing.assert_close(before.q.online.state_dict()[k], v, rtol=0, atol=0)
+        torch.testing.assert_close(before.q.target.state_dict()[k], v, rtol=0, atol=0)
+    fresh = weights(train(replace(invaders, steps=200, segment_steps=200, learning_starts=400), [0, 1],
+                          progress=False))
+    assert any(not torch.equal(fresh[k], v) for k, v in breakout.items())
+    after = weights(train(invaders, [0, 1], init=breakout, progress=False))
+    assert any(not torch.equal(after[k], v) for k, v in breakout.items())
+    with pytest.raises(RuntimeError, match="Missing key"):
+        train(invaders, [0, 1], init={k: v for k, v in breakout.items() if k != "biases.0"}, progress=False)
+
+
 def test_damaged_checkpoint_is_refused(tmp_path):
     train(TINY, [0], run_dir=tmp_path, progress=False, stop_after_segments=1)
     path = tmp_path / "checkpoint.pt"

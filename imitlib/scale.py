@@ -89,6 +89,14 @@ class BeyondScale:
 
 
 @dataclass(frozen=True)
+class TransferScale:
+    """Sizes of chapter 7: the frozen students on a game they never saw."""
+
+    room_permutations: int  # Dark Room with relabelled actions: rooms (derangements of the five actions)
+    game_envs: int  # environments per frozen student's rollout on the new game, stepped together
+
+
+@dataclass(frozen=True)
 class Scale:
     """A named preset: every size an experiment may read."""
 
@@ -98,6 +106,7 @@ class Scale:
     student: StudentScale
     incontext: InContextScale
     beyond: BeyondScale
+    transfer: TransferScale
 
 
 PRESETS: dict[str, Scale] = {
@@ -117,6 +126,7 @@ PRESETS: dict[str, Scale] = {
         # 6 within its 90 s
         beyond=BeyondScale(long_factor=2, fractions=(0.25,), noise_controls=(), game_context_steps=64, game_envs=8,
                            game_cuts=(0.3,)),
+        transfer=TransferScale(room_permutations=2, game_envs=8),
     ),
     "lab": Scale(
         name="lab",
@@ -136,6 +146,7 @@ PRESETS: dict[str, Scale] = {
         incontext=InContextScale(regression_seeds=5, regression_steps=3_000, regression_batch=1_024,
                                  regression_tasks=10_000, max_layers=3, probe_windows=4),
         beyond=BeyondScale(long_factor=5),
+        transfer=TransferScale(room_permutations=10, game_envs=32),
     ),
     "full": Scale(
         name="full",
@@ -153,6 +164,7 @@ PRESETS: dict[str, Scale] = {
         incontext=InContextScale(regression_seeds=10, regression_steps=10_000, regression_batch=2_048,
                                  regression_tasks=10_000, max_layers=4, probe_windows=8),
         beyond=BeyondScale(long_factor=5, game_context_steps=512, game_envs=64),
+        transfer=TransferScale(room_permutations=10, game_envs=64),
     ),
 }
 

@@ -1,0 +1,178 @@
+"""Chapter 7, part 2: the frozen students move. Breakout's ED and AD students play Space Invaders, never having seen
+it, for as many environment steps as a teacher trains there.
+
+The students are the ones earlier chapters trained, resumed from the same checkpoints (``runs/``) or retrained
+identically: chapter 4's ED students (teacher i's expert episodes) and chapter 6's AD students (teacher i's whole
+learning history). They keep their sliding context, so whatever they can learn in context from their own play on the
+new game, they have every chance to: a million steps at ``lab``, thousands of episodes. Their return is read in bins
+of environment steps (each episode in the bin of its midpoint, :func:`midpoint_curve`) beside part 1's teachers:
+sampled students against the teachers' training behaviour, greedy students against their evaluations. Their
+Breakout returns (chapters 4 and 6) are the reference for what each student can do in the game it learned.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from imitlib import artifacts, plots
+from imitlib.experiments import transfer
+from imitlib.experiments.beyond import MODES
+from imitlib.experiments.common import CLI, _student_folder, load_or_explain
+from imitlib.experiments.game_beyond import (
+    GameBeyond,
+    game_beyond_config,
+    game_beyond_name,
+    student_history,
+)
+from imitlib.experiments.game_students import (
+    GAME_STUDENT_CODE,
+    GameStudents,
+    game_students_config,
+    game_students_name,
+)
+from imitlib.experiments.teacher import minatar_histories
+from imitlib.scale import Scale
+
+BINS = 20  # curves in 20 bins of environment steps, as chapter 6's game part
+KINDS = ("ed", "ad")
+
+
+@dataclass(frozen=True)
+class FrozenOnNewGame:
+    """The teacher game's ED and AD students, frozen, on another game."""
+
+    ed: GameStudents  # chapter 4's ED students
+    ad: GameBeyond  # chapter 6's AD students on whole histories
+    env_id: str  # the game they play, which none of them saw
+    steps: int  # environment steps per student and decoding: as many as a teacher trains
+    num_envs: int  # environments per rollout, stepped together
+
+
+def frozen_config(scale: Scale, env_id: str = transfer.NEW_GAME) -> FrozenOnNewGame:
+    """The part at a scale: every student plays for the scale's teacher budget in ``scale.transfer.game_envs``
+    environments."""
+    ed = game_students_config(scale)
+    return FrozenOnNewGame(ed=ed, ad=game_beyond_config(scale, 1.0), env_id=env_id, steps=ed.teacher.dqn.steps,
+                           num_envs=scale.transfer.game_envs)
+
+
+def student_readers(test: FrozenOnNewGame, scale: Scale) -> dict[str, Any]:
+    """What each kind read: the teachers' expert episodes (ED) and whole learning histories (AD), one dataset."""
+    from imitlib.history import HistoryReader
+
+    if test.ad.students.teacher != test.ed.teacher or test.ad.students.every != test.ed.every:
+        raise ValueError("the ED and AD students must read the same teachers' recording")
+    folder = minatar_histories(test.ed.teacher, scale, every=test.ed.every)
+    return {"ed": HistoryReader(folder / "expert"), "ad": student_history(test.ad, folder, scale)}
+
+
+def game_student(test: FrozenOnNewGame, kind: str, seed: int, reader: Any, scale: Scale, progress: bool) -> Any:
+    """Student ``seed`` of a kind, from the checkpoint its own chapter trained (or trained now, identically)."""
+    from imitlib.imitation import train_student
+
+    exp, cfg = (test.ed, test.ed.student) if kind == "ed" else (test.ad, test.ad.students.student)
+    root = _student_folder(game_students_name(test.ed) if kind == "ed" else game_beyond_name(test.ad), exp, scale)
+    return train_student(replace(cfg, seed=seed), reader, [seed], None if scale.name == "ci" else root / f"seed{seed}",
+                         progress=progress).model
+
+
+def midpoint_curve(returns: np.ndarray, ends: np.ndarray, num_envs: int, edges: np.ndarray) -> np.ndarray:
+    """Mean return of the episodes whose midpoint falls in each bin of environment steps (NaN for an empty bin).
+
+    Binning by the end would leave the first bins only the episodes short enough to have ended already, and a frozen
+    policy would seem to improve; by the midpoint, an episode near either edge must be short to count, the same
+    censoring at the start as at the end, so a policy that does not change reads as flat."""
+    done = ends >= 0  # (envs, episodes); an environment's episodes end in order
+    starts = np.concatenate([np.zeros((len(ends), 1), np.int64), ends[:, :-1] + 1], axis=1)
+    mid = (starts[done] + ends[done] + 1) / 2 * num_envs  # environment steps, all environments together
+    which = np.clip(np.digitize(mid, edges[1:-1], right=True), 0, len(edges) - 2)
+    total = np.bincount(which, weights=returns[done], minlength=len(edges) - 1)
+    count = np.bincount(which, minlength=len(edges) - 1)
+    return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
+def run_frozen(test: FrozenOnNewGame, scale: Scale, progress: bool = True) -> dict[str, np.ndarray]:
+    """Every student of both kinds on the new game, sampled and greedy, read in bins of environment steps."""
+    from imitlib.imitation import game_rollout
+
+    edges = np.linspace(0, test.steps, BINS + 1)
+    vector_steps = test.steps // test.num_envs
+    out: dict[str, Any] = {"edges": edges}
+    readers = student_readers(test, scale)
+    for kind in KINDS:
+        student = test.ed.student if kind == "ed" else test.ad.students.student
+        for mode in MODES:
+            out[f"{kind}_{mode}_curve"] = []
+        for i in range(len(test.ed.teacher.seeds)):
+            model = game_student(test, kind, i, readers[kind], scale, progress)
+            for mode in MODES:
+                roll = game_rollout(model, test.env_id, num_envs=test.num_envs, episodes=vector_steps // 2 + 1,
+                                    context_steps=student.context_steps, seed=9500 + i, greedy=mode == "greedy",
+                                    max_steps=vector_steps)
+                out[f"{kind}_{mode}_curve"].append(midpoint_curve(roll["returns"], roll["ends"], test.num_envs, edges))
+    return {k: np.asarray(v) for k, v in out.items()}
+
+
+FROZEN_NAME = "ch07_frozen_students"
+
+
+def frozen_artifact(test: FrozenOnNewGame, scale: Scale, progress: bool = True) -> artifacts.Artifact:
+    """The part's stored result, or computed and stored (trains the students first if their checkpoints are gone)."""
+    from imitlib.experiments.beyond import keep_first
+    from imitlib.experiments.game_beyond import cut_update, episodes_before, game_beyond_config
+
+    return artifacts.cached(FROZEN_NAME, test, lambda: run_frozen(test, scale, progress), scale=scale.name,
+                            code=(*GAME_STUDENT_CODE, keep_first, game_beyond_config, cut_update, episodes_before,
+                                  student_history, midpoint_curve, frozen_config, student_readers, game_student,
+                                  run_frozen))
+
+
+COMMAND = f"{CLI} transfer --part students --scale {{scale}}"
+
+
+def load_frozen(scale: Scale) -> artifacts.Artifact | None:
+    """The stored result (computed at ``ci``), or None and the command that computes it."""
+    return load_or_explain(lambda: frozen_artifact(frozen_config(scale), scale), scale, COMMAND)
+
+
+# --------------------------------------------------------------------------------------------------
+# Reading the result
+
+LABELS = {"ed": "ED student (frozen)", "ad": "AD student (frozen)"}
+
+
+def centres(art: Any) -> np.ndarray:
+    """The middle of every step bin."""
+    edges = np.asarray(art["edges"], dtype=float)
+    return (edges[:-1] + edges[1:]) / 2
+
+
+def plot_frozen(ax: Any, art: Any, mode: str) -> None:
+    """The frozen students' return against environment steps on the new game (to draw beside the teachers)."""
+    for kind in KINDS:
+        plots.curve_with_ci(ax, np.asarray(art[f"{kind}_{mode}_curve"], dtype=float), x=centres(art),
+                            label=f"{LABELS[kind]}, {mode}", color=plots.COLORS[kind], linestyle=":")
+
+
+def table_rows(art: Any | None, mode: str, random: float) -> list[list[Any]]:
+    """Each kind's start, end, gain and verdict on the new game under one decoding."""
+    return [transfer.row(LABELS[k], None if art is None else np.asarray(art[f"{k}_{mode}_curve"], dtype=float),
+                         random) for k in KINDS]
+
+
+def numbers(art: Any | None, random: float) -> dict[str, Any]:
+    """What the prose cites (NaN and "not computed" when the part is missing)."""
+    from imitlib.experiments.common import MISSING
+
+    out: dict[str, Any] = {}
+    for kind in KINDS:
+        for mode in MODES:
+            c = None if art is None else np.asarray(art[f"{kind}_{mode}_curve"], dtype=float)
+            edges = transfer.start_end(c) if c is not None else None
+            out[f"ch7_{kind}_{mode}_start"] = float(edges["start"].estimate) if edges else float("nan")
+            out[f"ch7_{kind}_{mode}_end"] = float(edges["end"].estimate) if edges else float("nan")
+            out[f"ch7_{kind}_{mode}_verdict"] = transfer.learns_text(c, random) if edges else MISSING
+    return out

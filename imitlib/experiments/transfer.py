@@ -1,0 +1,79 @@
+"""Chapter 7 (Question 3): can a frozen student learn a game it never saw? The reading every part shares.
+
+The parts (each its own module) put several learners on a new game and keep their return against experience:
+
+* ``teacher`` (:mod:`~imitlib.experiments.transplant`): the DQN moves. A fresh DQN learns Space Invaders from
+  scratch (chapter 2's recorded teachers) and each Breakout teacher is transplanted: its weights copied into a DQN
+  that keeps learning on Space Invaders with the same settings.
+* ``students`` (:mod:`~imitlib.experiments.new_game`): the Breakout ED and AD students play Space Invaders frozen,
+  for as many environment steps as the teacher trains.
+* ``darkroom`` (:mod:`~imitlib.experiments.relabelled_room`): the cheap analogue, Dark Room with its action labels
+  permuted, where the chapter-4 AD students play frozen beside the Q-learner learning from scratch.
+
+One verdict, fixed before any run, reads them all. A learner **learns the new game** when its return over the last
+:data:`EDGE_SHARE` of its experience is above its return over the first :data:`EDGE_SHARE`, with the 95% bootstrap
+CI of the per-seed difference above 0, *and* the CI of its end lies above the random policy's return.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from imitlib import stats
+from imitlib.experiments.beyond import side
+
+EDGE_SHARE = 0.1  # "start" and "end" of a curve: its first and last 10% of experience (steps or episodes)
+NEW_GAME = "MinAtar/SpaceInvaders-v0"  # the game no student saw
+PARTS = ("teacher", "students", "leave-one-out", "darkroom")
+
+
+def edge_means(curves: np.ndarray, share: float = EDGE_SHARE) -> tuple[np.ndarray, np.ndarray]:
+    """Per unit (seed), the mean of the first and of the last ``share`` of its curve (at least one point each);
+    empty bins (NaN) are skipped."""
+    x = np.asarray(curves, dtype=float)
+    n = max(1, round(share * x.shape[1]))
+    return np.nanmean(x[:, :n], axis=1), np.nanmean(x[:, -n:], axis=1)
+
+
+def start_end(curves: np.ndarray) -> dict[str, stats.Interval]:
+    """Start, end and the per-seed gain (end minus start), each with its 95% CI across seeds."""
+    start, end = edge_means(curves)
+    return {"start": stats.bootstrap_ci(start), "end": stats.bootstrap_ci(end), "gain": stats.bootstrap_ci(end - start)}
+
+
+def learns(curves: np.ndarray, random: float) -> bool:
+    """The chapter's verdict: the gain's CI lies above 0 and the end's CI above random play."""
+    edges = start_end(curves)
+    return side(edges["gain"]) == "above" and side(edges["end"], random) == "above"
+
+
+def learns_text(curves: np.ndarray | None, random: float) -> str:
+    """:func:`learns` in words, saying which half of the test failed (or that nothing was measured)."""
+    if curves is None:
+        return "not measured at this scale yet"
+    edges = start_end(curves)
+    gain, above = side(edges["gain"]), side(edges["end"], random)
+    if gain == "above" and above == "above":
+        return "learns: it ends higher than it started, and above random play (95% CIs)"
+    if gain == "above":
+        return "improves, but does not end clearly above random play"
+    return {"below": "gets worse over the run (95% CI of the change below 0)",
+            "contains": "does not improve (the 95% CI of its change contains 0)"}[gain]
+
+
+def compare(a: np.ndarray, b: np.ndarray) -> stats.Interval:
+    """Paired per-seed difference of two sets' mean return over the whole run (same seeds, same streams)."""
+    return stats.bootstrap_ci(np.nanmean(np.asarray(a, float), axis=1) - np.nanmean(np.asarray(b, float), axis=1))
+
+
+def row(name: str, curves: np.ndarray | None, random: float) -> list[Any]:
+    """One line of a part's table: start, end and gain with their CIs, and the verdict."""
+    if curves is None:
+        return [name, "not computed", "", "", learns_text(None, random)]
+    edges = start_end(curves)
+    return [name, str(edges["start"]), str(edges["end"]), str(edges["gain"]), learns_text(curves, random)]
+
+
+TABLE_HEADER = ["learner", "start (first 10%)", "end (last 10%)", "gain (end - start)", "verdict"]

@@ -180,6 +180,37 @@ def beyond_game(cut: float | None, scale: Scale) -> int:
     return 0
 
 
+def cmd_transfer(args: argparse.Namespace) -> int:
+    """Chapter 7: a game the student never saw. Each part computes and stores its result, resumably."""
+    from imitlib.experiments import game_students, transfer
+
+    scale = get_scale(args.scale)
+    if args.part == "darkroom":
+        from imitlib.experiments import relabelled_room as part
+
+        art = part.relabelled_artifact(part.relabelled_config(scale), scale)
+        rows = {mode: part.table_rows(art, mode) for mode in ("sampled", "greedy")}
+    else:
+        random = float(game_students.random_game_returns(transfer.NEW_GAME).mean())
+        if args.part == "teacher":
+            from imitlib.experiments import transplant as part
+
+            test = part.transplant_config(scale)
+            arts = {"transplant": part.transplant_artifact(test, scale)} | part.load_teachers(scale)
+            rows = {mode: part.table_rows(arts, mode, random) for mode in ("sampled", "greedy")}
+            print(f"Breakout teachers on {transfer.NEW_GAME} as they arrive: "
+                  f"{arts['transplant']['arrival_returns'].mean():.2f} (random {random:.2f})")
+        else:
+            from imitlib.experiments import new_game as part
+
+            art = part.frozen_artifact(part.frozen_config(scale), scale)
+            rows = {mode: part.table_rows(art, mode, random) for mode in ("sampled", "greedy")}
+    for mode, lines in rows.items():
+        for line in lines:
+            print(f"  {mode}: {line[0]}: start {line[1]}, end {line[2]}, gain {line[3]}; {line[4]}")
+    return 0
+
+
 def epsilon(text: str) -> float:
     """argparse type: an exploration rate in [0, 1]."""
     try:
@@ -356,6 +387,12 @@ def main(argv: list[str] | None = None) -> int:
                    help="moves: goal moves in the students' training histories (0: chapter 4's students)")
     p.add_argument("--scale", default=None, help="ci, lab or full (default: $IMITLIB_SCALE or lab)")
     p.set_defaults(fn=cmd_beyond)
+    p = sub.add_parser("transfer", help="chapter 7: can a frozen student learn a game it never saw?")
+    p.add_argument("--part", choices=["teacher", "students", "darkroom"], required=True,
+                   help="teacher: DQN on Space Invaders, transplanted from Breakout; students: Breakout's frozen "
+                        "ED and AD students on Space Invaders; darkroom: AD students in rooms with relabelled actions")
+    p.add_argument("--scale", default=None, help="ci, lab or full (default: $IMITLIB_SCALE or lab)")
+    p.set_defaults(fn=cmd_transfer)
     p = sub.add_parser("restamp", help="after a proof test passes, mark the stale results it covers as current")
     p.add_argument("--after", required=True, choices=list(restamp.PROOFS), metavar="TEST",
                    help="the proof test (pytest node id): " + ", ".join(restamp.PROOFS))

@@ -1,0 +1,92 @@
+"""Chapter 7: the 'learns the new game' verdict, the frozen students' step curves, the transplant and the rooms."""
+
+import numpy as np
+import pytest
+import torch
+
+from imitlib.experiments import new_game, relabelled_room, transfer, transplant
+from imitlib.scale import get_scale
+
+RNG = np.random.default_rng(0)
+
+
+def curves(start: float, end: float, seeds: int = 6, points: int = 50, noise: float = 0.3) -> np.ndarray:
+    """Seeds' curves rising linearly from ``start`` to ``end``, with noise."""
+    return np.linspace(start, end, points)[None] + noise * RNG.standard_normal((seeds, points))
+
+
+def test_a_learner_that_rises_above_random_learns_and_the_others_do_not():
+    assert transfer.learns(curves(1, 10), random=2)
+    assert not transfer.learns(curves(5, 5), random=2)  # flat: no gain
+    assert not transfer.learns(curves(0.1, 1.0), random=2)  # rises, but ends below random play
+    assert not transfer.learns(curves(10, 1), random=2)  # falls
+    assert transfer.learns_text(curves(0.1, 1.0), 2).startswith("improves, but does not end clearly above random")
+    assert transfer.learns_text(curves(10, 1), 2).startswith("gets worse")
+    assert transfer.learns_text(curves(5, 5), 2).startswith("does not improve")
+    assert transfer.learns_text(None, 2) == "not measured at this scale yet"
+
+
+def test_start_and_end_are_the_first_and_last_tenth_and_skip_empty_bins():
+    x = np.tile(np.arange(20.0), (3, 1))
+    x[:, 0] = np.nan  # an empty first bin
+    start, end = transfer.edge_means(x)
+    assert (start == 1.0).all() and (end == 18.5).all()  # bins 0-1 (bin 0 empty) and 18-19
+    edges = transfer.start_end(x)
+    assert float(edges["gain"].estimate) == pytest.approx(17.5)
+
+
+def test_a_frozen_policy_reads_flat_by_midpoint_where_by_end_it_seems_to_improve():
+    """Episodes of random length and return equal to length, in one environment: no learning at all."""
+    from imitlib.experiments.game_beyond import step_curve
+
+    lengths = RNG.integers(1, 400, size=20_000)
+    ends = (np.cumsum(lengths) - 1)[None]  # (1 env, episodes), the vector step each ended
+    total = int(ends[0, -1]) + 1
+    edges = np.linspace(0, total // 2, 21)  # half the run: the episodes after it are cut off, as in a rollout
+    inside = ends < total // 2
+    returns = np.where(inside, lengths[None].astype(float), np.nan)
+    ends = np.where(inside, ends, -1)
+    by_mid = new_game.midpoint_curve(np.nan_to_num(returns), ends, 1, edges)
+    by_end = step_curve(np.nan_to_num(returns), ends, 1, edges)
+    mid_start, mid_end = transfer.edge_means(by_mid[None])
+    end_start, _ = transfer.edge_means(by_end[None])
+    assert abs(mid_end[0] - mid_start[0]) < 0.05 * mid_start[0]  # symmetric censoring: flat
+    assert end_start[0] < mid_start[0]  # by the end, the first bins hold only short (low-return) episodes
+
+
+def test_source_weights_take_every_seeds_final_weights_and_nothing_else():
+    from types import SimpleNamespace
+
+    art = SimpleNamespace(data={"weights/weights.0": np.ones((2, 3)), "weights/biases.0": np.zeros((2, 3)),
+                                "snapshots/weights.0": np.ones((4, 3)), "eval_means": np.ones((2, 5))})
+    got = transplant.source_weights(art)
+    assert set(got) == {"weights.0", "biases.0"} and all(isinstance(v, torch.Tensor) for v in got.values())
+
+
+def test_the_transplant_pairs_each_breakout_teacher_with_a_space_invaders_seed_and_the_same_settings():
+    test = transplant.transplant_config(get_scale("lab"))
+    assert test.source.dqn.env_id == "MinAtar/Breakout-v0" and test.target.dqn.env_id == transfer.NEW_GAME
+    assert test.source.seeds == test.target.seeds
+    same = {k: v for k, v in test.source.dqn.__dict__.items() if k != "env_id"}
+    assert same == {k: v for k, v in test.target.dqn.__dict__.items() if k != "env_id"}
+
+
+def test_the_rooms_are_the_original_then_derangements_fixed_by_the_seed():
+    test = relabelled_room.relabelled_config(get_scale("lab"))
+    moves = relabelled_room.room_moves(test)
+    assert moves.shape == (11, 5) and (moves[0] == np.arange(5)).all()
+    assert (moves[1:] != np.arange(5)).all() and (relabelled_room.room_moves(test) == moves).all()
+    assert test.episodes == test.students.data.episodes == 400
+
+
+def test_a_breakout_student_plays_space_invaders_frozen():
+    """The shared observation space: a student built for Breakout's frames reads Space Invaders' as they come."""
+    from imitlib.imitation import game_rollout
+    from imitlib.transformer import Student
+
+    cfg = new_game.frozen_config(get_scale("ci"))
+    assert cfg.ed.teacher.dqn.env_id == "MinAtar/Breakout-v0" and cfg.env_id == transfer.NEW_GAME
+    torch.manual_seed(0)
+    model = Student(cfg.ed.student.model)
+    roll = game_rollout(model, cfg.env_id, num_envs=2, episodes=3, context_steps=16, seed=1, max_steps=60)
+    assert roll["returns"].shape == (2, 3) and int(roll["steps"]) > 0

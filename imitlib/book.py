@@ -203,13 +203,16 @@ CH6_STORED = (
     "moving goals, students trained on histories without moves",
 )
 
+# chapter 7's results stored at lab so far (same rule)
+CH7_STORED: tuple[str, ...] = ()
+
 
 def stored_results() -> list[StoredResult]:
     """Every stored artifact the chapters load, built from the same configs the chapters use."""
     from imitlib import experiments as ex
 
     ch = ["01_tabular_q_learning", "02_dqn_teacher", "03_recording_histories", "04_transformer_imitation",
-          "05_in_context_probes", "06_beyond_the_history"]
+          "05_in_context_probes", "06_beyond_the_history", "07_new_game"]
     cli = "python -m imitlib"
     out = [StoredResult(ch[0], "tabular Q-learning", lambda s: ex.tabular_artifact(ex.tabular_experiment(s), s),
                         f"{cli} tabular --scale {{scale}}"),
@@ -237,7 +240,8 @@ def stored_results() -> list[StoredResult]:
     out.append(StoredResult(ch[4], "probes", lambda s: ex.probes_artifact(ex.ProbeTest(
         ex.darkroom_students_config(s, "ad"), windows=s.incontext.probe_windows), s),
         f"{cli} incontext --part probes --scale {{scale}}"))
-    return out + [r for r in chapter6_results(ch[5]) if r.label in CH6_STORED]
+    return (out + [r for r in chapter6_results(ch[5]) if r.label in CH6_STORED]
+            + [r for r in chapter7_results(ch[6]) if r.label in CH7_STORED])
 
 
 def chapter6_results(chapter: str) -> list[StoredResult]:
@@ -263,6 +267,18 @@ def chapter6_results(chapter: str) -> list[StoredResult]:
         out.append(StoredResult(chapter, label, lambda s, c=cut: game_beyond.game_beyond_artifact(
             game_beyond.game_beyond_config(s, c), s), game_beyond.game_beyond_command(cut)))
     return out
+
+
+def chapter7_results(chapter: str) -> list[StoredResult]:
+    """Every result chapter 7 loads, stored or not: the teacher transplanted, the frozen students, the rooms."""
+    from imitlib.experiments import new_game, relabelled_room, transplant
+
+    return [StoredResult(chapter, "DQN transplanted from Breakout", lambda s: transplant.transplant_artifact(
+                transplant.transplant_config(s), s), transplant.COMMAND),
+            StoredResult(chapter, "frozen Breakout students on Space Invaders", lambda s: new_game.frozen_artifact(
+                new_game.frozen_config(s), s), new_game.COMMAND),
+            StoredResult(chapter, "Dark Room with relabelled actions", lambda s: relabelled_room.relabelled_artifact(
+                relabelled_room.relabelled_config(s), s), relabelled_room.COMMAND)]
 
 
 def build_plan(scale: Scale) -> dict[str, list[str]]:

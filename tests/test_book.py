@@ -227,8 +227,10 @@ def test_code_cells_are_short_narrow_and_define_nothing(path):
         assert not any(line.lstrip().startswith("def ") for line in lines), f"{path.name}: defines a function"
 
 
-def test_every_stored_chapter_6_label_names_one_of_its_results():
+def test_every_stored_chapter_6_and_7_label_names_one_of_their_results():
     from imitlib import book
 
     labels = {r.label for r in book.chapter6_results("06_beyond_the_history")}
     assert set(book.CH6_STORED) <= labels, f"not a chapter 6 result: {set(book.CH6_STORED) - labels}"
+    labels = {r.label for r in book.chapter7_results("07_new_game")}
+    assert set(book.CH7_STORED) <= labels, f"not a chapter 7 result: {set(book.CH7_STORED) - labels}"

@@ -153,8 +153,44 @@ def centres(art: Any) -> np.ndarray:
 def plot_frozen(ax: Any, art: Any, mode: str) -> None:
     """The frozen students' return against environment steps on the new game (to draw beside the teachers)."""
     for kind in KINDS:
-        plots.curve_with_ci(ax, np.asarray(art[f"{kind}_{mode}_curve"], dtype=float), x=centres(art),
-                            label=f"{LABELS[kind]}, {mode}", color=plots.COLORS[kind], linestyle=":")
+        c = np.asarray(art[f"{kind}_{mode}_curve"], dtype=float)
+        ok = np.isfinite(c).all(axis=0)  # bins where every student finished an episode
+        if ok.any():
+            plots.curve_with_ci(ax, c[:, ok], x=centres(art)[ok], label=LABELS[kind],
+                                color=plots.COLORS[kind], linestyle=":")
+
+
+def plot_new_game(ax: Any, teachers: dict[str, Any], art: Any | None, mode: str, random: float, title: str,
+                  legend: bool = True) -> None:
+    """Part 1's teachers and part 2's frozen students on the new game, one decoding, one panel."""
+    from imitlib.experiments import transplant
+
+    transplant.plot_teachers(ax, teachers, mode, random, title, legend=False)
+    if art is not None:
+        plot_frozen(ax, art, mode)
+    plots.label(ax, "environment steps on the new game", "return per episode", title, legend=legend)
+
+
+def stored(get: Any) -> Any:
+    """A stored artifact, or None when it is not stored (never computed here, at any scale)."""
+    with artifacts.dry_run():
+        try:
+            return get()
+        except artifacts.NotStored:
+            return None
+
+
+def breakout_reference(scale: Scale) -> dict[str, float]:
+    """What the students do in the game they learned, sampling: chapter 4's ED students and chapter 6's AD
+    students on whole histories (their plateau), NaN where not stored."""
+    from imitlib.experiments import game_beyond, game_students
+
+    cfg = frozen_config(scale)
+    ed = stored(lambda: game_students.game_students_artifact(cfg.ed, scale))
+    ad = stored(lambda: game_beyond.game_beyond_artifact(cfg.ad, scale))
+    return {"ch7_ed_breakout": float(np.nanmean(ed["returns"])) if ed is not None else float("nan"),
+            "ch7_ad_breakout": float(game_beyond.game_plateau(ad, "sampled").estimate) if ad is not None
+            else float("nan")}
 
 
 def table_rows(art: Any | None, mode: str, random: float) -> list[list[Any]]:
@@ -174,5 +210,6 @@ def numbers(art: Any | None, random: float) -> dict[str, Any]:
             edges = transfer.start_end(c) if c is not None else None
             out[f"ch7_{kind}_{mode}_start"] = float(edges["start"].estimate) if edges else float("nan")
             out[f"ch7_{kind}_{mode}_end"] = float(edges["end"].estimate) if edges else float("nan")
-            out[f"ch7_{kind}_{mode}_verdict"] = transfer.learns_text(c, random) if edges else MISSING
+            out[f"ch7_{kind}_{mode}_verdict"] = (transfer.learns_text(c, random) if c is not None
+                                                   else MISSING)
     return out

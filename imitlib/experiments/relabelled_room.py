@@ -160,9 +160,9 @@ def numbers(art: Any | None) -> dict[str, Any]:
             out[f"ch7_room_{key}_{mode}_start"] = float(edges["start"].estimate) if edges else float("nan")
             out[f"ch7_room_{key}_{mode}_end"] = float(edges["end"].estimate) if edges else float("nan")
             out[f"ch7_room_{key}_{mode}_gain"] = str(edges["gain"]) if edges else MISSING
-            out[f"ch7_room_{key}_{mode}_verdict"] = transfer.learns_text(c.get(key), random) if edges else MISSING
+            out[f"ch7_room_{key}_{mode}_verdict"] = (transfer.learns_text(c[key], random) if key in c
+                                                      else MISSING)
     out["ch7_room_rooms"] = int(len(art["moves"]) - 1) if art is not None else 0
     out["ch7_room_episodes"] = int(np.asarray(art["sampled_returns"]).shape[-1]) if art is not None else 0
-    if art is not None:
-        out |= {f"ch7_room_{k}": v for k, v in references(art).items()}
-    return out
+    refs = references(art) if art is not None else {"random": float("nan"), "optimal": float("nan")}
+    return out | {f"ch7_room_{k}": v for k, v in refs.items()}

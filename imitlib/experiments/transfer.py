@@ -17,6 +17,7 @@ CI of the per-seed difference above 0, *and* the CI of its end lies above the ra
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -37,16 +38,23 @@ def edge_means(curves: np.ndarray, share: float = EDGE_SHARE) -> tuple[np.ndarra
     return np.nanmean(x[:, :n], axis=1), np.nanmean(x[:, -n:], axis=1)
 
 
-def start_end(curves: np.ndarray) -> dict[str, stats.Interval]:
-    """Start, end and the per-seed gain (end minus start), each with its 95% CI across seeds."""
-    start, end = edge_means(curves)
+def start_end(curves: np.ndarray) -> dict[str, stats.Interval] | None:
+    """Start, end and the per-seed gain (end minus start), each with its 95% CI across seeds; seeds with no finished
+    episode at either edge are left out, and None if fewer than two remain."""
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an empty edge is a NaN here, dropped below
+        start, end = edge_means(curves)
+    keep = np.isfinite(start) & np.isfinite(end)
+    if keep.sum() < 2:
+        return None
+    start, end = start[keep], end[keep]
     return {"start": stats.bootstrap_ci(start), "end": stats.bootstrap_ci(end), "gain": stats.bootstrap_ci(end - start)}
 
 
 def learns(curves: np.ndarray, random: float) -> bool:
     """The chapter's verdict: the gain's CI lies above 0 and the end's CI above random play."""
     edges = start_end(curves)
-    return side(edges["gain"]) == "above" and side(edges["end"], random) == "above"
+    return edges is not None and side(edges["gain"]) == "above" and side(edges["end"], random) == "above"
 
 
 def learns_text(curves: np.ndarray | None, random: float) -> str:
@@ -54,6 +62,8 @@ def learns_text(curves: np.ndarray | None, random: float) -> str:
     if curves is None:
         return "not measured at this scale yet"
     edges = start_end(curves)
+    if edges is None:
+        return "cannot be read: too few episodes finished in its first or last tenth"
     gain, above = side(edges["gain"]), side(edges["end"], random)
     if gain == "above" and above == "above":
         return "learns: it ends higher than it started, and above random play (95% CIs)"
@@ -70,10 +80,20 @@ def compare(a: np.ndarray, b: np.ndarray) -> stats.Interval:
 
 def row(name: str, curves: np.ndarray | None, random: float) -> list[Any]:
     """One line of a part's table: start, end and gain with their CIs, and the verdict."""
-    if curves is None:
-        return [name, "not computed", "", "", learns_text(None, random)]
-    edges = start_end(curves)
+    edges = None if curves is None else start_end(curves)
+    if edges is None:
+        return [name, "", "", "", learns_text(curves, random)]
     return [name, str(edges["start"]), str(edges["end"]), str(edges["gain"]), learns_text(curves, random)]
+
+
+def setup_numbers(scale: Any, random: float) -> dict[str, Any]:
+    """The chapter's settings as the prose states them."""
+    from imitlib.experiments.teacher import teacher_experiment
+
+    teacher = teacher_experiment(scale, NEW_GAME)
+    return {"ch7_edge_share": EDGE_SHARE, "ch7_steps": teacher.dqn.steps, "ch7_seeds": len(teacher.seeds),
+            "ch7_random": random, "ch7_game_envs": scale.transfer.game_envs,
+            "ch7_eps_decay": teacher.dqn.eps_decay_steps, "ch7_learning_starts": teacher.dqn.learning_starts}
 
 
 TABLE_HEADER = ["learner", "start (first 10%)", "end (last 10%)", "gain (end - start)", "verdict"]

@@ -149,7 +149,8 @@ def numbers(arts: dict[str, Any], random: float) -> dict[str, Any]:
             edges = transfer.start_end(c[key][1]) if key in c else None
             out[f"ch7_teacher_{key}_{mode}_start"] = float(edges["start"].estimate) if edges else float("nan")
             out[f"ch7_teacher_{key}_{mode}_end"] = float(edges["end"].estimate) if edges else float("nan")
-            out[f"ch7_teacher_{key}_{mode}_verdict"] = transfer.learns_text(c[key][1], random) if edges else MISSING
+            out[f"ch7_teacher_{key}_{mode}_verdict"] = (transfer.learns_text(c[key][1], random)
+                                                           if key in c else MISSING)
     arrival = np.asarray(arts["transplant"]["arrival_returns"], float) if "transplant" in arts else None
     out["ch7_teacher_arrival"] = float(arrival.mean()) if arrival is not None else float("nan")
     out["ch7_teacher_pretraining"] = pretraining_text(pretraining_effect(arts))

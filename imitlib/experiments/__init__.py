@@ -10,6 +10,12 @@ numbers, tables, figures and verdicts its chapter prints.
 | ``regression`` | 5 | in-context linear regression: a trained attention layer vs one gradient-descent step |
 | ``incontext`` | 5 | frozen students on held-out goals for many episodes, and the ablations |
 | ``probing`` | 5 | linear probes of the AD student's residual stream |
+| ``beyond`` | 6 | frozen AD students far past their (whole or truncated) history; chapter 6's shared reading |
+| ``moving``, ``noise`` | 6 | goals that move; noise-distilled histories (AD^eps) and their controls |
+| ``game_beyond`` | 6 | AD students on the MinAtar teachers' learning histories |
+| ``transfer`` | 7 | the shared "learns the new game" verdict |
+| ``transplant``, ``new_game`` | 7 | the teacher moved into Space Invaders; Breakout's frozen students there |
+| ``relabelled_room`` | 7 | chapter 4's AD students in Dark Rooms with relabelled actions |
 | ``common`` | | artifact folders, recorded datasets, loading a result or saying how to compute it |
 | ``fingerprints`` | | digests of what stored results were made from: the proof behind ``restamp`` |
 

@@ -271,14 +271,20 @@ def chapter6_results(chapter: str) -> list[StoredResult]:
 
 def chapter7_results(chapter: str) -> list[StoredResult]:
     """Every result chapter 7 loads, stored or not: the teacher transplanted, the frozen students, the rooms."""
+    from imitlib.experiments import leave_one_out as loo
     from imitlib.experiments import new_game, relabelled_room, transplant
 
-    return [StoredResult(chapter, "DQN transplanted from Breakout", lambda s: transplant.transplant_artifact(
-                transplant.transplant_config(s), s), transplant.COMMAND),
-            StoredResult(chapter, "frozen Breakout students on Space Invaders", lambda s: new_game.frozen_artifact(
-                new_game.frozen_config(s), s), new_game.COMMAND),
-            StoredResult(chapter, "Dark Room with relabelled actions", lambda s: relabelled_room.relabelled_artifact(
-                relabelled_room.relabelled_config(s), s), relabelled_room.COMMAND)]
+    out = [StoredResult(chapter, "DQN transplanted from Breakout", lambda s: transplant.transplant_artifact(
+               transplant.transplant_config(s), s), transplant.COMMAND),
+           StoredResult(chapter, "frozen Breakout students on Space Invaders", lambda s: new_game.frozen_artifact(
+               new_game.frozen_config(s), s), new_game.COMMAND)]
+    for r in loo.SETS:
+        out.append(StoredResult(chapter, f"leave one game out, {'relabelled' if r else 'as recorded'}",
+                                lambda s, r=r: loo.leave_one_out_artifact(loo.leave_one_out_config(s, r), s),
+                                loo.command(r)))
+    out.append(StoredResult(chapter, "Dark Room with relabelled actions", lambda s: relabelled_room.relabelled_artifact(
+        relabelled_room.relabelled_config(s), s), relabelled_room.COMMAND))
+    return out
 
 
 def build_plan(scale: Scale) -> dict[str, list[str]]:

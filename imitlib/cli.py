@@ -182,7 +182,7 @@ def beyond_game(cut: float | None, scale: Scale) -> int:
 
 def cmd_transfer(args: argparse.Namespace) -> int:
     """Chapter 7: a game the student never saw. Each part computes and stores its result, resumably."""
-    from imitlib.experiments import game_students, transfer
+    from imitlib.experiments import transfer
 
     scale = get_scale(args.scale)
     if args.part == "darkroom":
@@ -191,8 +191,15 @@ def cmd_transfer(args: argparse.Namespace) -> int:
         art = part.relabelled_artifact(part.relabelled_config(scale), scale)
         rows = {mode: part.table_rows(art, mode) for mode in ("sampled", "greedy")}
     else:
-        random = float(game_students.random_game_returns(transfer.NEW_GAME).mean())
-        if args.part == "teacher":
+        random = transfer.random_return(transfer.NEW_GAME)
+        if args.part == "leave-one-out":
+            from imitlib.experiments import leave_one_out as part
+
+            art = part.leave_one_out_artifact(part.leave_one_out_config(scale, args.relabel), scale)
+            mine = part.LABELS[args.relabel]
+            rows = {mode: [r for r in part.table_rows({args.relabel: art}, "new", mode, random) if r[0] == mine]
+                    for mode in ("sampled", "greedy")}
+        elif args.part == "teacher":
             from imitlib.experiments import transplant as part
 
             test = part.transplant_config(scale)
@@ -388,9 +395,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scale", default=None, help="ci, lab or full (default: $IMITLIB_SCALE or lab)")
     p.set_defaults(fn=cmd_beyond)
     p = sub.add_parser("transfer", help="chapter 7: can a frozen student learn a game it never saw?")
-    p.add_argument("--part", choices=["teacher", "students", "darkroom"], required=True,
+    p.add_argument("--part", choices=["teacher", "students", "leave-one-out", "darkroom"], required=True,
                    help="teacher: DQN on Space Invaders, transplanted from Breakout; students: Breakout's frozen "
-                        "ED and AD students on Space Invaders; darkroom: AD students in rooms with relabelled actions")
+                        "ED and AD students on Space Invaders; leave-one-out: AD students on four other games' "
+                        "histories; darkroom: AD students in rooms with relabelled actions")
+    p.add_argument("--relabel", action="store_true",
+                   help="leave-one-out: every training history relabelled (channels and actions permuted)")
     p.add_argument("--scale", default=None, help="ci, lab or full (default: $IMITLIB_SCALE or lab)")
     p.set_defaults(fn=cmd_transfer)
     p = sub.add_parser("restamp", help="after a proof test passes, mark the stale results it covers as current")

@@ -94,6 +94,8 @@ class TransferScale:
 
     room_permutations: int  # Dark Room with relabelled actions: rooms (derangements of the five actions)
     game_envs: int  # environments per frozen student's rollout on the new game, stepped together
+    leave_one_out_sets: tuple[bool, ...] = (False, True)  # leave one game out: histories as recorded, relabelled
+    leave_one_out_games: int = 4  # ... trained on the first this many of Breakout, Asterix, Freeway, Seaquest
 
 
 @dataclass(frozen=True)
@@ -126,7 +128,8 @@ PRESETS: dict[str, Scale] = {
         # 6 within its 90 s
         beyond=BeyondScale(long_factor=2, fractions=(0.25,), noise_controls=(), game_context_steps=64, game_envs=8,
                            game_cuts=(0.3,)),
-        transfer=TransferScale(room_permutations=2, game_envs=8),
+        # two training games and the relabelled set only: Freeway's long episodes alone cost 30 s to record
+        transfer=TransferScale(room_permutations=2, game_envs=8, leave_one_out_sets=(True,), leave_one_out_games=2),
     ),
     "lab": Scale(
         name="lab",

@@ -90,3 +90,57 @@ def test_a_breakout_student_plays_space_invaders_frozen():
     model = Student(cfg.ed.student.model)
     roll = game_rollout(model, cfg.env_id, num_envs=2, episodes=3, context_steps=16, seed=1, max_steps=60)
     assert roll["returns"].shape == (2, 3) and int(roll["steps"]) > 0
+
+
+def game_history(path, game: str, runs: int, steps: int, action: int):
+    """A tiny MinAtar-shaped history: ``runs`` runs of one ``steps``-step episode, every action ``action``, the
+    object channel ``action`` lit in every frame."""
+    from imitlib.envs.observations import encode
+    from imitlib.history import Episode, HistoryReader, HistoryWriter
+
+    frame = np.zeros((steps, 10, 10, 10), bool)
+    frame[..., action] = True
+    with HistoryWriter(path, obs_kind="minatar", obs_shape=(10, 10, 10), n_actions=6, meta={"game": game}) as w:
+        for run in range(runs):
+            w.set_run(run, game=game, seed=run)
+            w.add(Episode(run=run, episode=0, obs=encode(frame), action=np.full(steps, action),
+                          reward=np.zeros(steps, np.float32), terminated=np.eye(1, steps, steps - 1, dtype=bool)[0],
+                          truncated=np.zeros(steps, bool), update=np.arange(steps), epsilon=np.ones(steps, np.float32)))
+    return HistoryReader(path)
+
+
+def test_several_games_read_as_one_history_and_relabelled_the_same_way_every_time(tmp_path):
+    from imitlib import augment
+    from imitlib.envs.observations import encode
+    from imitlib.multigame import MultiGameHistory
+
+    games = [game_history(tmp_path / "a", "A", 2, 40, action=1), game_history(tmp_path / "b", "B", 3, 40, action=4)]
+    plain = MultiGameHistory(games)
+    assert len(plain.runs()) == 5 and {plain.task(r)["game"] for r in plain.runs()} == {"A", "B"}
+    drawn = list(plain.step_windows(8, 200, seed=0))
+    assert {int(w["action"][0]) for w in drawn} == {1, 4}  # windows from both games
+    relabelled = MultiGameHistory(games, relabel_seed=3, copies=2)
+    assert len(relabelled.runs()) == 10
+    for run in relabelled.runs()[:4]:
+        label = augment.relabelling(3, run, 10, 6)
+        source = 1 if relabelled.task(run)["game"] == "A" else 4
+        window = relabelled.step_window(run, 5, 8)
+        assert (window["action"] == label.actions[source]).all()  # every action of the run moved the same way
+        lit = np.zeros((8, 10, 10, 10), bool)
+        lit[..., label.channels[source]] = True
+        assert (window["obs"] == encode(lit)).all()  # and its channel moved where the relabelling says
+        assert (relabelled.step_window(run, 0, 8)["action"] == window["action"]).all()
+    copies = [relabelled.step_window(r, 0, 4)["action"][0] for r in relabelled.runs()]
+    assert len(set(copies)) > 1  # copies of a history are relabelled differently
+    with pytest.raises(ValueError, match="copies > 1 only make sense relabelled"):
+        MultiGameHistory(games, copies=2)
+
+
+def test_leave_one_out_trains_on_the_scales_games_and_tests_on_the_one_they_never_saw():
+    from imitlib.experiments import leave_one_out
+
+    lab = leave_one_out.leave_one_out_config(get_scale("lab"), relabel=True)
+    games = [t.dqn.env_id for t in lab.teachers]
+    assert games == list(leave_one_out.TRAIN_GAMES) and lab.new_game not in games
+    assert lab.student.kind == "ad" and lab.steps == 1_000_000 and lab.seeds == (0, 1, 2, 3, 4)
+    assert len(leave_one_out.leave_one_out_config(get_scale("ci"), relabel=True).teachers) == 2

@@ -10,16 +10,19 @@ from typing import Any
 from imitlib import artifacts
 from imitlib.scale import Scale
 
+_RECORDED_HERE: set[Path] = set()  # datasets this process recorded: ci records each once per process, not per call
+
 
 def recorded_dataset(name: str, cfg: Any, scale: Scale, record: Any) -> Path:
-    """``data/<name>-<scale>-<config hash>``, recorded by ``record(folder)`` first if absent (always at ``ci``
-    scale) into a temporary folder that is renamed when complete, with provenance beside the histories."""
+    """``data/<name>-<scale>-<config hash>``, recorded by ``record(folder)`` first if absent (at ``ci``: if this
+    process has not recorded it yet) into a temporary folder that is renamed when complete, with provenance beside
+    the histories."""
     import json
     import shutil
 
     key = artifacts.config_hash(name, cfg, scale.name)
     folder = artifacts.results_root().parent / "data" / f"{name}-{scale.name}-{key}"
-    if (folder / "provenance.json").exists() and scale.name != "ci":
+    if (folder / "provenance.json").exists() and (scale.name != "ci" or folder in _RECORDED_HERE):
         return folder
     tmp = folder.with_name(folder.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -28,6 +31,7 @@ def recorded_dataset(name: str, cfg: Any, scale: Scale, record: Any) -> Path:
     (tmp / "provenance.json").write_text(json.dumps(prov, indent=1))
     shutil.rmtree(folder, ignore_errors=True)
     os.replace(tmp, folder)
+    _RECORDED_HERE.add(folder)
     return folder
 
 

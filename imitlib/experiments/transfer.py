@@ -86,6 +86,13 @@ def row(name: str, curves: np.ndarray | None, random: float) -> list[Any]:
     return [name, str(edges["start"]), str(edges["end"]), str(edges["gain"]), learns_text(curves, random)]
 
 
+def random_return(env_id: str) -> float:
+    """Mean return of uniformly random play on a game (chapter 4's floor: 100 episodes, fixed seed)."""
+    from imitlib.experiments.game_students import random_game_returns
+
+    return float(random_game_returns(env_id).mean())
+
+
 def setup_numbers(scale: Any, random: float) -> dict[str, Any]:
     """The chapter's settings as the prose states them."""
     from imitlib.experiments.teacher import teacher_experiment

@@ -1,0 +1,171 @@
+"""Chapter 7, part 3: in-context RL's best shot at a new game. Leave one game out.
+
+DQN teachers learn four MinAtar games with the recorder attached (chapter 2's settings and seeds, chapter 3's
+recording): Breakout, Asterix, Freeway and Seaquest. AD students train on all four games' learning histories
+together (chapter 6's game recipe: same model, context and update budget) and then play Space Invaders, which none of
+them saw, frozen, for as many environment steps as a teacher trains there; and, as the reference for what they can do
+at all, a quarter as long on Breakout, which they saw. A second set trains on the same histories with every history
+relabelled its own way (channels and actions permuted, :mod:`imitlib.multigame`), so that nothing but the history
+itself can tell the student what a channel or an action means (Kirsch et al. 2023; Headless-AD).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+import imitlib.multigame
+from imitlib import artifacts, plots
+from imitlib.experiments import transfer
+from imitlib.experiments.beyond import MODES
+from imitlib.experiments.common import CLI, _student_folder, load_or_explain
+from imitlib.experiments.game_beyond import game_beyond_config
+from imitlib.experiments.game_students import GAME_STUDENT_CODE
+from imitlib.experiments.new_game import BINS, midpoint_curve
+from imitlib.experiments.teacher import TeacherExperiment, minatar_histories, teacher_experiment
+from imitlib.imitation import StudentConfig
+from imitlib.scale import Scale
+
+TRAIN_GAMES = ("MinAtar/Breakout-v0", "MinAtar/Asterix-v0", "MinAtar/Freeway-v0", "MinAtar/Seaquest-v0")
+SEEN_GAME = "MinAtar/Breakout-v0"  # the reference: a game the students saw
+SEEN_SHARE = 0.25  # ... played for a quarter of the new game's budget
+RELABEL_COPIES = 4  # relabelled set: every history shown four times, each copy permuted its own way
+RELABEL_SEED = 0
+
+
+@dataclass(frozen=True)
+class LeaveOneOut:
+    """AD students on several games' learning histories, tested frozen on one they never saw."""
+
+    teachers: tuple[TeacherExperiment, ...]  # one per training game, chapter 2's settings
+    student: StudentConfig  # chapter 6's game AD recipe (seed 0; student i has seed i)
+    seeds: tuple[int, ...]
+    relabel: bool  # every history relabelled (per copy) or read as recorded
+    every: int  # the recordings' subsampling (part of their names)
+    new_game: str
+    steps: int  # environment steps on the new game per student and decoding (a teacher's budget)
+    num_envs: int
+
+
+def leave_one_out_config(scale: Scale, relabel: bool) -> LeaveOneOut:
+    """The part at a scale: the scale's teachers on the four training games, chapter 6's AD recipe."""
+    game = game_beyond_config(scale, 1.0).students
+    teachers = tuple(teacher_experiment(scale, env) for env in TRAIN_GAMES[:scale.transfer.leave_one_out_games])
+    return LeaveOneOut(teachers=teachers, student=game.student, seeds=tuple(range(len(game.teacher.seeds))),
+                       relabel=relabel, every=game.every, new_game=transfer.NEW_GAME, steps=game.teacher.dqn.steps,
+                       num_envs=scale.transfer.game_envs)
+
+
+def training_history(test: LeaveOneOut, scale: Scale) -> imitlib.multigame.MultiGameHistory:
+    """Every training game's recorded learning histories as one dataset (recording any game not yet recorded: a
+    teacher training each)."""
+    from imitlib.history import HistoryReader
+
+    readers = [HistoryReader(minatar_histories(t, scale, every=test.every) / "learning") for t in test.teachers]
+    if test.relabel:
+        return imitlib.multigame.MultiGameHistory(readers, relabel_seed=RELABEL_SEED, copies=RELABEL_COPIES)
+    return imitlib.multigame.MultiGameHistory(readers)
+
+
+def run_leave_one_out(test: LeaveOneOut, scale: Scale, progress: bool = True) -> dict[str, np.ndarray]:
+    """Train every seed's student on all training games (resumable), then play the new and the seen game frozen."""
+    from imitlib.imitation import game_rollout, train_student
+
+    data = training_history(test, scale)
+    root = _student_folder(leave_one_out_name(test), test, scale)
+    budgets = {"new": test.steps, "seen": round(SEEN_SHARE * test.steps)}
+    out: dict[str, Any] = {f"{game}_edges": np.linspace(0, steps, BINS + 1) for game, steps in budgets.items()}
+    for i in test.seeds:
+        run = train_student(replace(test.student, seed=i), data, None,
+                            None if scale.name == "ci" else root / f"seed{i}", progress=progress)
+        out.setdefault("loss", []).append(run.loss)
+        for game, env_id in (("new", test.new_game), ("seen", SEEN_GAME)):
+            vector_steps = budgets[game] // test.num_envs
+            for mode in MODES:
+                roll = game_rollout(run.model, env_id, num_envs=test.num_envs, episodes=vector_steps // 2 + 1,
+                                    context_steps=test.student.context_steps, seed=9700 + i,
+                                    greedy=mode == "greedy", max_steps=vector_steps)
+                out.setdefault(f"{game}_{mode}_curve", []).append(
+                    midpoint_curve(roll["returns"], roll["ends"], test.num_envs, out[f"{game}_edges"]))
+    return {k: np.asarray(v) for k, v in out.items()}
+
+
+def leave_one_out_name(test: LeaveOneOut) -> str:
+    """The artifact name: the held-out game, and whether the histories were relabelled."""
+    return f"ch07_leave_one_out{'_relabelled' if test.relabel else ''}"
+
+
+def leave_one_out_artifact(test: LeaveOneOut, scale: Scale, progress: bool = True) -> artifacts.Artifact:
+    """The set's stored result, or computed and stored (records the games' teachers first: hours at ``lab``)."""
+    return artifacts.cached(leave_one_out_name(test), test, lambda: run_leave_one_out(test, scale, progress),
+                            scale=scale.name, code=(*GAME_STUDENT_CODE, imitlib.multigame, imitlib.augment,
+                                                    midpoint_curve, leave_one_out_config, training_history,
+                                                    run_leave_one_out))
+
+
+def command(relabel: bool) -> str:
+    """The command that computes a set (``{scale}`` left for :func:`load_or_explain`)."""
+    return f"{CLI} transfer --part leave-one-out{' --relabel' if relabel else ''} --scale {{scale}}"
+
+
+SETS = (False, True)  # as recorded; relabelled per history
+
+
+def load_leave_one_out(scale: Scale) -> dict[bool, artifacts.Artifact]:
+    """The scale's sets that are stored (at ``ci``: computed); a missing one is named with its command."""
+    out = {r: load_or_explain(lambda r=r: leave_one_out_artifact(leave_one_out_config(scale, r), scale), scale,
+                              command(r)) for r in scale.transfer.leave_one_out_sets}
+    return {r: art for r, art in out.items() if art is not None}
+
+
+# --------------------------------------------------------------------------------------------------
+# Reading the result
+
+LABELS = {False: "AD on other games, as recorded", True: "AD on other games, relabelled"}
+
+
+def plot_leave_one_out(ax: Any, arts: dict[bool, Any], game: str, mode: str, title: str, legend: bool = True) -> None:
+    """The students' return against environment steps on the new (or the seen) game, one decoding."""
+    for relabel, art in arts.items():
+        c = np.asarray(art[f"{game}_{mode}_curve"], dtype=float)
+        edges = np.asarray(art[f"{game}_edges"], dtype=float)
+        ok = np.isfinite(c).all(axis=0)
+        if ok.any():
+            plots.curve_with_ci(ax, c[:, ok], x=((edges[:-1] + edges[1:]) / 2)[ok], label=LABELS[relabel],
+                                color=plots.COLORS["ad" if not relabel else "alt"])
+    plots.label(ax, "environment steps", "return per episode", title, legend=legend)
+
+
+def table_rows(arts: dict[bool, Any], game: str, mode: str, random: float) -> list[list[Any]]:
+    """Each set's start, end, gain and verdict on a game under one decoding."""
+    return [transfer.row(LABELS[r], np.asarray(arts[r][f"{game}_{mode}_curve"], dtype=float) if r in arts else None,
+                         random) for r in SETS]
+
+
+def setup_numbers(scale: Scale) -> dict[str, Any]:
+    """The part's settings as the prose states them."""
+    test = leave_one_out_config(scale, True)
+    names = [t.dqn.env_id.removeprefix("MinAtar/").removesuffix("-v0") for t in test.teachers]
+    return {"ch7_loo_games": ", ".join(names[:-1]) + f" and {names[-1]}", "ch7_loo_n_games": len(names),
+            "ch7_loo_copies": RELABEL_COPIES, "ch7_loo_seen_share": SEEN_SHARE}
+
+
+def numbers(arts: dict[bool, Any], randoms: dict[str, float]) -> dict[str, Any]:
+    """What the prose cites (NaN and "not computed" for a missing set); ``randoms``: random play's return on the
+    ``new`` and the ``seen`` game."""
+    from imitlib.experiments.common import MISSING
+
+    out: dict[str, Any] = {}
+    for relabel in SETS:
+        key = "relabelled" if relabel else "plain"
+        for game in ("new", "seen"):
+            for mode in MODES:
+                c = np.asarray(arts[relabel][f"{game}_{mode}_curve"], float) if relabel in arts else None
+                edges = transfer.start_end(c) if c is not None else None
+                name = f"ch7_loo_{key}_{game}_{mode}"
+                out[f"{name}_start"] = float(edges["start"].estimate) if edges else float("nan")
+                out[f"{name}_end"] = float(edges["end"].estimate) if edges else float("nan")
+                out[f"{name}_verdict"] = transfer.learns_text(c, randoms[game]) if c is not None else MISSING
+    return out

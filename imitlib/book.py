@@ -201,6 +201,7 @@ CH6_STORED = (
     "histories cut to their first 10%",
     "histories cut to their first 25%",
     "moving goals, students trained on histories without moves",
+    "noise-distilled histories",
 )
 
 # chapter 7's results stored at lab so far (same rule)

@@ -81,7 +81,12 @@ def on_best_device(exp: experiments.TeacherExperiment) -> experiments.TeacherExp
 def cmd_teacher(args: argparse.Namespace) -> int:
     """Chapter 2's DQN teachers: train headless (resumable), store the artifact, print a summary."""
     scale = get_scale(args.scale)
-    exp = on_best_device(experiments.teacher_experiment(scale, env_id=args.env, seed=args.seed))
+    if args.cleanrl:
+        from imitlib.experiments.teacher import cleanrl_experiment
+
+        exp = on_best_device(cleanrl_experiment(scale, env_id=args.env))
+    else:
+        exp = on_best_device(experiments.teacher_experiment(scale, env_id=args.env, seed=args.seed))
     print(f"training {len(exp.seeds)} seed(s) of DQN on {exp.dqn.env_id} for {exp.dqn.steps:,} steps each")
     art = experiments.teacher_artifact(exp, scale)
     print(art.provenance_markdown().replace("**", ""))
@@ -355,6 +360,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="game id (default: the scale's); e.g. MinAtar/SpaceInvaders-v0")
     p.add_argument("--scale", default=None, help="ci, lab or full (default: $IMITLIB_SCALE or lab)")
     p.add_argument("--seed", type=seed, default=0)
+    p.add_argument("--cleanrl", action="store_true",
+                   help="CleanRL dqn_atari.py's settings, like for like (one env, no sticky actions, MSE, batch 32 "
+                        "every 4 steps); the default preset is the scale's")
     p.set_defaults(fn=cmd_teacher)
     p = sub.add_parser("record", help="chapter 3: record learning histories")
     p.add_argument("what", choices=["darkroom", "minatar"], help="which dataset")

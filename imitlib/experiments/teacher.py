@@ -6,7 +6,7 @@ stays in the package's ``__init__``; this module only reads what it stores, so e
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +49,18 @@ def teacher_experiment(scale: Scale, env_id: str | None = None, seed: int = 0) -
         eval_episodes=t.eval_episodes, full_action_space=(env_id or t.env_id).startswith("ALE/"),
     )
     return TeacherExperiment(dqn=cfg, seeds=tuple(seed * 1000 + i for i in range(t.seeds)))
+
+
+def cleanrl_experiment(scale: Scale, env_id: str | None = None) -> TeacherExperiment:
+    """The scale's teacher with CleanRL ``dqn_atari.py``'s settings instead, like for like: one environment, no
+    sticky actions (NoFrameskip-v4 behaviour), the minimal action set, MSE loss, batch 32 every 4 steps, a target copy
+    every 1,000 steps, 80,000 steps before learning, epsilon 1 -> 0.01 over the first 10% of training, Adam (lr 1e-4,
+    eps 1e-8), a 1M-transition replay. (CleanRL's older scripts also clip gradients at norm 0.5; ours do not.)"""
+    exp = teacher_experiment(scale, env_id)
+    cfg = replace(exp.dqn, num_envs=1, sticky=0.0, full_action_space=False, loss="mse", batch_size=32,
+                  train_every=4, target_every=1_000, learning_starts=80_000, eps_end=0.01,
+                  eps_decay_steps=exp.dqn.steps // 10, lr=1e-4, adam_eps=1e-8, buffer_size=1_000_000)
+    return replace(exp, dqn=cfg)
 
 
 def snapshot_segments(n_segments: int, count: int = 6) -> list[int]:

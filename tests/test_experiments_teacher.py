@@ -119,3 +119,18 @@ def test_ale_figure_has_ours_and_cleanrl():
     assert [line.get_label() for line in ax.lines] == ["ours", "CleanRL (published)"]
     assert ax.lines[1].get_ydata().tolist() == pytest.approx([100.0, 300.0, 366.9])
     plt.close(fig)
+
+
+def test_the_cleanrl_preset_is_cleanrls_dqn_atari_and_the_table_shows_where_full_differs():
+    from imitlib.experiments import teacher
+
+    full = get_scale("full")
+    ours, theirs = teacher.teacher_experiment(full).dqn, teacher.cleanrl_experiment(full).dqn
+    assert (theirs.num_envs, theirs.batch_size, theirs.train_every, theirs.loss, theirs.sticky) == (1, 32, 4, "mse", 0)
+    assert (theirs.learning_starts, theirs.target_every, theirs.eps_end, theirs.eps_decay_steps) == (
+        80_000, 1_000, 0.01, 1_000_000)
+    assert theirs.lr == ours.lr == 1e-4 and not theirs.full_action_space
+    header, rows = teacher.preset_rows(full)
+    table = {r[0]: r[1:] for r in rows}
+    assert table["loss"] == ["huber", "mse"] and table["environments per seed"] == [64, 1]
+    assert len(header) == 3 and all(len(r) == 3 for r in rows)

@@ -126,8 +126,10 @@ def load_leave_one_out(scale: Scale) -> dict[bool, artifacts.Artifact]:
 LABELS = {False: "AD on other games, as recorded", True: "AD on other games, relabelled"}
 
 
-def plot_leave_one_out(ax: Any, arts: dict[bool, Any], game: str, mode: str, title: str, legend: bool = True) -> None:
-    """The students' return against environment steps on the new (or the seen) game, one decoding."""
+def plot_leave_one_out(ax: Any, arts: dict[bool, Any], game: str, mode: str, random: float, title: str,
+                       legend: bool = True) -> None:
+    """The students' return against environment steps on the new (or the seen) game, one decoding, with random
+    play's."""
     for relabel, art in arts.items():
         c = np.asarray(art[f"{game}_{mode}_curve"], dtype=float)
         edges = np.asarray(art[f"{game}_edges"], dtype=float)
@@ -135,6 +137,7 @@ def plot_leave_one_out(ax: Any, arts: dict[bool, Any], game: str, mode: str, tit
         if ok.any():
             plots.curve_with_ci(ax, c[:, ok], x=((edges[:-1] + edges[1:]) / 2)[ok], label=LABELS[relabel],
                                 color=plots.COLORS["ad" if not relabel else "alt"])
+    plots.reference_line(ax, random, label="random policy", role="random")
     plots.label(ax, "environment steps", "return per episode", title, legend=legend)
 
 

@@ -63,6 +63,23 @@ def cleanrl_experiment(scale: Scale, env_id: str | None = None) -> TeacherExperi
     return replace(exp, dqn=cfg)
 
 
+PRESET_FIELDS = {  # what the two presets set, as chapter 2's table names it
+    "num_envs": "environments per seed", "batch_size": "batch", "train_every": "vector steps per update",
+    "loss": "loss", "sticky": "sticky actions", "full_action_space": "all 18 actions", "buffer_size": "replay",
+    "learning_starts": "steps before learning", "target_every": "target copy every", "eps_end": "final epsilon",
+    "eps_decay_steps": "epsilon decay steps", "lr": "learning rate", "adam_eps": "Adam epsilon",
+    "steps": "environment steps"}
+
+
+def preset_rows(scale: Scale) -> tuple[list[str], list[list[Any]]]:
+    """The scale's teacher settings beside CleanRL's (``teacher --cleanrl``), as a table: header and rows."""
+    ours, theirs = teacher_experiment(scale).dqn, cleanrl_experiment(scale).dqn
+    sticky = {None: "0.25 (ALE v5)" if ours.env_id.startswith("ALE/") else "0.1 (MinAtar)"}
+    rows = [[label, sticky.get(getattr(ours, k), getattr(ours, k)) if k == "sticky" else getattr(ours, k),
+             getattr(theirs, k)] for k, label in PRESET_FIELDS.items()]
+    return ["setting", f"{scale.name} preset", "--cleanrl (CleanRL dqn_atari.py)"], rows
+
+
 def snapshot_segments(n_segments: int, count: int = 6) -> list[int]:
     """Segments after which the first seed's weights are kept: log-spaced, so early learning is visible."""
     return sorted({round(x) for x in np.geomspace(1, n_segments, count)})

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from imitlib.stats import bootstrap_ci, iqm, running_mean
+from imitlib.stats import bootstrap_ci, iqm, probability_of_improvement, running_mean
 
 
 def test_iqm_ignores_the_tails():
@@ -45,3 +45,16 @@ def test_running_mean_is_trailing_and_batched():
     x = np.array([[0.0, 2, 4, 6], [1, 1, 1, 1]])
     assert np.array_equal(running_mean(x, 2), [[1, 3, 5], [1, 1, 1]])
     assert np.array_equal(running_mean(x[0], 1), x[0])
+
+
+def test_probability_of_improvement_matches_a_hand_count_and_has_a_sane_interval():
+    # pairs (x, y): 1 beats only 0; 2 ties both 2s and beats 0; 3 beats all: (1 + 2 + 3) / 9
+    pi = probability_of_improvement(np.array([1, 2, 3]), np.array([2, 2, 0]))
+    assert float(pi.estimate) == pytest.approx(6 / 9)
+    assert 0 <= float(pi.low) <= 6 / 9 <= float(pi.high) <= 1
+    far = probability_of_improvement(np.arange(10) + 100.0, np.arange(10.0))
+    assert float(far.estimate) == float(far.low) == float(far.high) == 1.0  # every resample: x always wins
+    same = probability_of_improvement(np.full(5, 3.0), np.full(5, 3.0))
+    assert float(same.estimate) == 0.5
+    with pytest.raises(ValueError, match="at least 2 seeds"):
+        probability_of_improvement(np.array([1.0]), np.array([1.0, 2.0]))

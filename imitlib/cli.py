@@ -279,12 +279,25 @@ def cmd_student(args: argparse.Namespace) -> int:
             print("python -m imitlib student: --data minatar takes --kind ed only (the game's learning histories are "
                   "too long for AD); use --kind ed", file=sys.stderr)
             return 2
+        if args.scaling:
+            return student_scaling(scale)
         exp = experiments.game_students_config(scale, env_id=args.env)
         art = experiments.game_students_artifact(exp, scale)
         print(art.provenance_markdown().replace("**", ""))
         print(f"ED student return {np.nanmean(art['returns']):.2f} vs teacher {art['teacher_returns'].mean():.2f}; "
               f"agreement with the teacher's greedy action {art['agreement'].mean():.0%}")
     print(f"training wall time per student: {np.round(art['wall_seconds'] / 60, 1).tolist()} min")
+    return 0
+
+
+def student_scaling(scale: Scale) -> int:
+    """Question 1's data confound: ED students and behaviour cloning on more expert episodes per teacher."""
+    from imitlib.experiments import data_scaling
+
+    art = data_scaling.scaling_artifact(data_scaling.scaling_config(scale), scale)
+    for row in data_scaling.table_rows(art):
+        print(", ".join(f"{h}: {v}" for h, v in zip(data_scaling.TABLE_HEADER, row, strict=True)))
+    print(f"Question 1 on the game: {data_scaling.verdict(art)}")
     return 0
 
 
@@ -382,6 +395,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", choices=["darkroom", "minatar"], default="darkroom")
     p.add_argument("--source", choices=["knowledge", "epsilon"], default="knowledge", help="darkroom: histories")
     p.add_argument("--env", type=env_id, default=None, help="minatar: game id (default: the scale's teacher game)")
+    p.add_argument("--scaling", action="store_true",
+                   help="minatar: ED students and behaviour cloning on 20, 100 and 500 expert episodes per teacher")
     p.add_argument("--scale", default=None, help="ci, lab or full (default: $IMITLIB_SCALE or lab)")
     p.set_defaults(fn=cmd_student)
     p = sub.add_parser("incontext", help="chapter 5: in-context regression, AD on held-out goals, probes, ablations")

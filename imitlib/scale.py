@@ -62,6 +62,7 @@ class StudentScale:
     game_context_steps: int
     game_eval_episodes: int  # per environment; 4 environments per student
     bf16: bool = False  # train under bfloat16 autocast (imitlib.imitation.StudentConfig.bf16)
+    scaling_episodes: tuple[int, ...] = (20, 100, 500)  # Q1's data confound: expert episodes per teacher
 
 
 @dataclass(frozen=True)
@@ -121,7 +122,8 @@ PRESETS: dict[str, Scale] = {
                              eps_decay_steps=2_000, lr=2.5e-4, adam_eps=3.125e-4, segment_steps=1_500,
                              eval_episodes=3),
         student=StudentScale(seeds=2, updates=60, batch_size=16, n_layer=2, n_head=2, n_embd=32, eval_episodes=6,
-                             icl_episodes=12, game_updates=20, game_context_steps=32, game_eval_episodes=1),
+                             icl_episodes=12, game_updates=20, game_context_steps=32, game_eval_episodes=1,
+                             scaling_episodes=(10, 20)),
         incontext=InContextScale(regression_seeds=2, regression_steps=150, regression_batch=256,
                                  regression_tasks=2_000, max_layers=2, probe_windows=2),
         # one truncation, no noise control (the same code as the noise set, another epsilon), one game cut: chapter

@@ -222,3 +222,13 @@ def test_answer_numbers_glue_both_verdicts():
     answer = students.answer_numbers(0.5, 0.9)
     assert answer == {"ch4_verdict": students.snapshot_verdict(0.5),
                       "ch4_game_verdict": game_students.game_verdict(0.9)}
+
+
+def test_data_scaling_grows_the_data_and_the_updates_with_its_square_root():
+    from imitlib.experiments import data_scaling
+    from imitlib.scale import get_scale
+
+    lab = data_scaling.scaling_config(get_scale("lab"))
+    assert lab.episodes == (20, 100, 500)
+    assert [data_scaling.scaled_updates(lab, n) for n in lab.episodes] == [2000, 4472, 10000]
+    assert lab.students.student.kind == "ed" and lab.bc.updates == lab.students.student.updates

@@ -143,8 +143,8 @@ def plot_leave_one_out(ax: Any, arts: dict[bool, Any], game: str, mode: str, ran
 
 def table_rows(arts: dict[bool, Any], game: str, mode: str, random: float) -> list[list[Any]]:
     """Each set's start, end, gain and verdict on a game under one decoding."""
-    return [transfer.row(LABELS[r], np.asarray(arts[r][f"{game}_{mode}_curve"], dtype=float) if r in arts else None,
-                         random) for r in SETS]
+    return [transfer.row(f"{LABELS[r]} ({mode})", np.asarray(arts[r][f"{game}_{mode}_curve"], dtype=float)
+                         if r in arts else None, random) for r in SETS]
 
 
 def setup_numbers(scale: Scale) -> dict[str, Any]:
@@ -156,19 +156,8 @@ def setup_numbers(scale: Scale) -> dict[str, Any]:
 
 
 def numbers(arts: dict[bool, Any], randoms: dict[str, float]) -> dict[str, Any]:
-    """What the prose cites (NaN and "not computed" for a missing set); ``randoms``: random play's return on the
+    """What the prose cites: each set's summary per game and decoding; ``randoms``: random play's return on the
     ``new`` and the ``seen`` game."""
-    from imitlib.experiments.common import MISSING
-
-    out: dict[str, Any] = {}
-    for relabel in SETS:
-        key = "relabelled" if relabel else "plain"
-        for game in ("new", "seen"):
-            for mode in MODES:
-                c = np.asarray(arts[relabel][f"{game}_{mode}_curve"], float) if relabel in arts else None
-                edges = transfer.start_end(c) if c is not None else None
-                name = f"ch7_loo_{key}_{game}_{mode}"
-                out[f"{name}_start"] = float(edges["start"].estimate) if edges else float("nan")
-                out[f"{name}_end"] = float(edges["end"].estimate) if edges else float("nan")
-                out[f"{name}_verdict"] = transfer.learns_text(c, randoms[game]) if c is not None else MISSING
-    return out
+    return {f"ch7_loo_{'relabelled' if r else 'plain'}_{game}_{mode}": transfer.summary_text(
+        np.asarray(arts[r][f"{game}_{mode}_curve"], float) if r in arts else None, randoms[game])
+        for r in SETS for game in ("new", "seen") for mode in MODES}

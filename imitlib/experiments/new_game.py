@@ -188,28 +188,20 @@ def breakout_reference(scale: Scale) -> dict[str, float]:
     cfg = frozen_config(scale)
     ed = stored(lambda: game_students.game_students_artifact(cfg.ed, scale))
     ad = stored(lambda: game_beyond.game_beyond_artifact(cfg.ad, scale))
-    return {"ch7_ed_breakout": float(np.nanmean(ed["returns"])) if ed is not None else float("nan"),
-            "ch7_ad_breakout": float(game_beyond.game_plateau(ad, "sampled").estimate) if ad is not None
-            else float("nan")}
+    missing = "(not computed yet)"
+    return {"ch7_ed_breakout": f"{np.nanmean(ed['returns']):.2f}" if ed is not None else missing,
+            "ch7_ad_breakout": f"{float(game_beyond.game_plateau(ad, 'sampled').estimate):.2f}" if ad is not None
+            else missing}
 
 
 def table_rows(art: Any | None, mode: str, random: float) -> list[list[Any]]:
     """Each kind's start, end, gain and verdict on the new game under one decoding."""
-    return [transfer.row(LABELS[k], None if art is None else np.asarray(art[f"{k}_{mode}_curve"], dtype=float),
-                         random) for k in KINDS]
+    return [transfer.row(f"{LABELS[k]} ({mode})", None if art is None else
+                         np.asarray(art[f"{k}_{mode}_curve"], dtype=float), random) for k in KINDS]
 
 
 def numbers(art: Any | None, random: float) -> dict[str, Any]:
-    """What the prose cites (NaN and "not computed" when the part is missing)."""
-    from imitlib.experiments.common import MISSING
-
-    out: dict[str, Any] = {}
-    for kind in KINDS:
-        for mode in MODES:
-            c = None if art is None else np.asarray(art[f"{kind}_{mode}_curve"], dtype=float)
-            edges = transfer.start_end(c) if c is not None else None
-            out[f"ch7_{kind}_{mode}_start"] = float(edges["start"].estimate) if edges else float("nan")
-            out[f"ch7_{kind}_{mode}_end"] = float(edges["end"].estimate) if edges else float("nan")
-            out[f"ch7_{kind}_{mode}_verdict"] = (transfer.learns_text(c, random) if c is not None
-                                                   else MISSING)
-    return out
+    """What the prose cites: each kind's summary per decoding."""
+    return {f"ch7_{kind}_{mode}": transfer.summary_text(
+        None if art is None else np.asarray(art[f"{kind}_{mode}_curve"], dtype=float), random)
+        for kind in KINDS for mode in MODES}

@@ -126,7 +126,7 @@ LABELS = {"original": "AD student, Dark Room (seen)", "relabelled": "AD student,
 def table_rows(art: Any, mode: str) -> list[list[Any]]:
     """The part's table under one decoding: every learner's start, end, gain and verdict."""
     random = references(art)["random"]
-    return [transfer.row(LABELS[k], c, random) for k, c in curves(art, mode).items()]
+    return [transfer.row(f"{LABELS[k]} ({mode})", c, random) for k, c in curves(art, mode).items()]
 
 
 def plot_relabelled(ax: Any, art: Any, mode: str, title: str, legend: bool = True) -> None:
@@ -148,21 +148,13 @@ def plot_relabelled(ax: Any, art: Any, mode: str, title: str, legend: bool = Tru
 
 
 def numbers(art: Any | None) -> dict[str, Any]:
-    """What the prose cites (NaN and "not computed" when the part is missing)."""
-    from imitlib.experiments.common import MISSING
-
+    """What the prose cites: each learner's summary per decoding, the rooms, random play and the optimum."""
     out: dict[str, Any] = {}
+    refs = references(art) if art is not None else {"random": float("nan"), "optimal": float("nan")}
     for mode in MODES:
         c = curves(art, mode) if art is not None else {}
-        random = references(art)["random"] if art is not None else float("nan")
         for key in LABELS:
-            edges = transfer.start_end(c[key]) if key in c else None
-            out[f"ch7_room_{key}_{mode}_start"] = float(edges["start"].estimate) if edges else float("nan")
-            out[f"ch7_room_{key}_{mode}_end"] = float(edges["end"].estimate) if edges else float("nan")
-            out[f"ch7_room_{key}_{mode}_gain"] = str(edges["gain"]) if edges else MISSING
-            out[f"ch7_room_{key}_{mode}_verdict"] = (transfer.learns_text(c[key], random) if key in c
-                                                      else MISSING)
+            out[f"ch7_room_{key}_{mode}"] = transfer.summary_text(c.get(key), refs["random"])
     out["ch7_room_rooms"] = int(len(art["moves"]) - 1) if art is not None else 0
     out["ch7_room_episodes"] = int(np.asarray(art["sampled_returns"]).shape[-1]) if art is not None else 0
-    refs = references(art) if art is not None else {"random": float("nan"), "optimal": float("nan")}
     return out | {f"ch7_room_{k}": v for k, v in refs.items()}

@@ -73,6 +73,15 @@ def learns_text(curves: np.ndarray | None, random: float) -> str:
             "contains": "does not improve (the 95% CI of its change contains 0)"}[gain]
 
 
+def summary_text(curves: np.ndarray | None, random: float) -> str:
+    """One clause for the prose: where the learner started and ended, and the verdict; or that it is missing."""
+    edges = None if curves is None else start_end(curves)
+    if edges is None:
+        return learns_text(curves, random)
+    start, end = float(edges["start"].estimate), float(edges["end"].estimate)
+    return f"from {start:.2f} over the first tenth to {end:.2f} over the last, {learns_text(curves, random)}"
+
+
 def compare(a: np.ndarray, b: np.ndarray) -> stats.Interval:
     """Paired per-seed difference of two sets' mean return over the whole run (same seeds, same streams)."""
     return stats.bootstrap_ci(np.nanmean(np.asarray(a, float), axis=1) - np.nanmean(np.asarray(b, float), axis=1))

@@ -132,26 +132,23 @@ def plot_teachers(ax: Any, arts: dict[str, Any], mode: str, random: float, title
     plots.label(ax, "environment steps on the new game", "return per episode", title, legend=legend)
 
 
+DECODING = {"sampled": "training behaviour, ε-greedy", "greedy": "evaluations, ε = 0.05"}
+
+
 def table_rows(arts: dict[str, Any], mode: str, random: float) -> list[list[Any]]:
     """The part's table under one decoding: start, end, gain and verdict of each set."""
     c = curves(arts, mode)
-    return [transfer.row(LABELS[k], c[k][1] if k in c else None, random) for k in LABELS]
+    return [transfer.row(f"{LABELS[k]} ({DECODING[mode]})", c[k][1] if k in c else None, random) for k in LABELS]
 
 
 def numbers(arts: dict[str, Any], random: float) -> dict[str, Any]:
-    """What the prose cites (NaN and "not computed" for a missing set)."""
-    from imitlib.experiments.common import MISSING
-
+    """What the prose cites: each set's summary per decoding, the arrival score, the pre-training effect."""
     out: dict[str, Any] = {}
     for mode in ("sampled", "greedy"):
         c = curves(arts, mode)
         for key in LABELS:
-            edges = transfer.start_end(c[key][1]) if key in c else None
-            out[f"ch7_teacher_{key}_{mode}_start"] = float(edges["start"].estimate) if edges else float("nan")
-            out[f"ch7_teacher_{key}_{mode}_end"] = float(edges["end"].estimate) if edges else float("nan")
-            out[f"ch7_teacher_{key}_{mode}_verdict"] = (transfer.learns_text(c[key][1], random)
-                                                           if key in c else MISSING)
+            out[f"ch7_teacher_{key}_{mode}"] = transfer.summary_text(c[key][1] if key in c else None, random)
     arrival = np.asarray(arts["transplant"]["arrival_returns"], float) if "transplant" in arts else None
-    out["ch7_teacher_arrival"] = float(arrival.mean()) if arrival is not None else float("nan")
+    out["ch7_teacher_arrival"] = f"{arrival.mean():.2f}" if arrival is not None else "(not computed yet)"
     out["ch7_teacher_pretraining"] = pretraining_text(pretraining_effect(arts))
     return out

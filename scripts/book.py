@@ -31,7 +31,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 STAGE = ROOT / "_book"  # not under _build/: nbmake skips any path containing "_build"
 HTML = STAGE / "_build" / "html"
-BOOK_SOURCES = ("_config.yml", "_toc.yml", "book", "chapters")
+BOOK_SOURCES = ("_config.yml", "_toc.yml", "_static", "book", "chapters")
 READER_HTML = ROOT / "_build" / "html"  # where `jupyter-book build .` writes the reader's book
 PARITY = ROOT / "_parity"
 PARITY_CHAPTER = "01_tabular_q_learning"

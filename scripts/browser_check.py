@@ -2,7 +2,8 @@
 
 For the index and every chapter page: each figure has a non-zero natural size (it decoded), the chapter's
 "Open in Colab" badge points at that chapter's notebook in the repository named in ``_config.yml``, every
-``{glue:text}`` role of the chapter's prose became a number on the page (none shown raw), and no
+``{glue:text}`` role of the chapter's prose became a number on the page (none shown raw), no code line of a
+chapter's cells runs past the page column (the reader would have to scroll to read it), and no
 internal link is broken (target file exists; a ``#fragment`` exists on the target page). Every other
 built page gets the static link check too. Exits non-zero listing every problem found.
 
@@ -84,6 +85,16 @@ def glue_roles(notebook: Path) -> int:
     return sum("".join(c["source"]).count("{glue:text}") for c in cells if c["cell_type"] == "markdown")
 
 
+# the code cells a reader reads (inputs), each as its widest line, where the line runs past the page column
+OVERFLOW_JS = ("els => els.filter(e => e.scrollWidth > e.clientWidth + 1).map(e => e.innerText.split('\\n')"
+               ".reduce((a, b) => a.length >= b.length ? a : b))")
+
+
+def overflowing_code(page: object) -> list[str]:
+    """The widest line of every input code cell on the open page that does not fit the page column."""
+    return page.eval_on_selector_all("div.cell_input pre", OVERFLOW_JS)
+
+
 def check_in_browser(html_root: Path, pages: list[Path], shots: Path | None) -> list[str]:
     from playwright.sync_api import sync_playwright
 
@@ -119,6 +130,8 @@ def check_in_browser(html_root: Path, pages: list[Path], shots: Path | None) -> 
                     problems.append(f"{rel}: {pasted} glued numbers on the page, the prose cites {roles}")
                 if "{glue:" in page.inner_text("body"):
                     problems.append(f"{rel}: a raw {{glue:...}} role is shown to the reader")
+                for line in overflowing_code(page):
+                    problems.append(f"{rel}: a code line runs off the page column ({len(line)} columns): {line!r}")
             if shots:
                 shots.mkdir(parents=True, exist_ok=True)
                 page.screenshot(path=str(shots / (str(rel).replace("/", "_") + ".png")), full_page=True)

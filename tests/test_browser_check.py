@@ -25,3 +25,26 @@ def test_colab_url_comes_from_config():
     url = browser_check.expected_colab("chapters/01_tabular_q_learning.ipynb")
     assert url.startswith("https://colab.research.google.com/github/") and url.endswith(
         "/blob/main/chapters/01_tabular_q_learning.ipynb")
+
+
+def test_a_code_line_that_runs_off_the_page_column_is_reported(tmp_path):
+    """The overflow check on a page made to break it: one cell too wide for its column, one that fits."""
+    import shutil
+
+    import pytest
+
+    if not Path(browser_check.CHROMIUM).exists():
+        pytest.skip("no chromium here (CI installs it before the tests)")
+    playwright = pytest.importorskip("playwright.sync_api")
+    cell = '<div class="cell"><div class="cell_input"><div class="highlight"><pre>{}</pre></div></div></div>'
+    page_html = ('<html><body><div style="width: 300px">' + cell.format("x = 1\n" + "y" * 120)
+                 + cell.format("short = True") + "</div></body></html>")
+    (tmp_path / "page.html").write_text(page_html)
+    shutil.copy(ROOT / "_static" / "imitlib.css", tmp_path / "imitlib.css")
+    with playwright.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=browser_check.CHROMIUM, args=browser_check.LAUNCH_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto((tmp_path / "page.html").as_uri())
+        wide = browser_check.overflowing_code(page)
+        browser.close()
+    assert wide == ["y" * 120]

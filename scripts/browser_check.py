@@ -3,7 +3,8 @@
 For the index and every chapter page: each figure has a non-zero natural size (it decoded), the chapter's
 "Open in Colab" badge points at that chapter's notebook in the repository named in ``_config.yml``, every
 ``{glue:text}`` role of the chapter's prose became a number on the page (none shown raw), no code line of a
-chapter's cells runs past the page column (the reader would have to scroll to read it), and no
+chapter's cells runs past the page column (the reader would have to scroll to read it), every formula is typeset by
+the book's own copy of MathJax with the network refused (the book reads offline), and no
 internal link is broken (target file exists; a ``#fragment`` exists on the target page). Every other
 built page gets the static link check too. Exits non-zero listing every problem found.
 
@@ -95,6 +96,18 @@ def overflowing_code(page: object) -> list[str]:
     return page.eval_on_selector_all("div.cell_input pre", OVERFLOW_JS)
 
 
+def unrendered_math(page: object) -> list[str]:
+    """The source of every formula on the open page that MathJax did not typeset (after waiting for it)."""
+    page.evaluate("() => window.MathJax && MathJax.startup ? MathJax.startup.promise.then(() => true) : false")
+    return page.eval_on_selector_all(
+        "span.math, div.math", "els => els.filter(e => !e.querySelector('mjx-container')).map(e => e.textContent)")
+
+
+def offline(page: object) -> None:
+    """Refuse every request that leaves this machine: the book must read without a network."""
+    page.route("**/*", lambda route: route.abort() if route.request.url.startswith("http") else route.continue_())
+
+
 def check_in_browser(html_root: Path, pages: list[Path], shots: Path | None) -> list[str]:
     from playwright.sync_api import sync_playwright
 
@@ -102,6 +115,7 @@ def check_in_browser(html_root: Path, pages: list[Path], shots: Path | None) -> 
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS, headless=True)
         page = browser.new_page(viewport={"width": 1280, "height": 900})
+        offline(page)
         for path in pages:
             rel = path.relative_to(html_root)
             page.goto(path.as_uri(), wait_until="load")
@@ -130,6 +144,8 @@ def check_in_browser(html_root: Path, pages: list[Path], shots: Path | None) -> 
                     problems.append(f"{rel}: {pasted} glued numbers on the page, the prose cites {roles}")
                 if "{glue:" in page.inner_text("body"):
                     problems.append(f"{rel}: a raw {{glue:...}} role is shown to the reader")
+                for formula in unrendered_math(page):
+                    problems.append(f"{rel}: a formula is not typeset (offline): {formula[:60]!r}")
                 for line in overflowing_code(page):
                     problems.append(f"{rel}: a code line runs off the page column ({len(line)} columns): {line!r}")
             if shots:

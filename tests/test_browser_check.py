@@ -48,3 +48,27 @@ def test_a_code_line_that_runs_off_the_page_column_is_reported(tmp_path):
         wide = browser_check.overflowing_code(page)
         browser.close()
     assert wide == ["y" * 120]
+
+
+def test_a_formula_mathjax_did_not_typeset_is_reported_and_the_books_copy_typesets_offline(tmp_path):
+    import shutil
+
+    import pytest
+
+    if not Path(browser_check.CHROMIUM).exists():
+        pytest.skip("no chromium here (CI installs it before the tests)")
+    playwright = pytest.importorskip("playwright.sync_api")
+    formula = '<span class="math notranslate nohighlight">\\(x_q\\)</span>'
+    (tmp_path / "cdn.html").write_text(f'<script src="https://cdn.example.org/tex-chtml.js"></script>{formula}')
+    shutil.copytree(ROOT / "_static" / "mathjax", tmp_path / "mathjax")
+    (tmp_path / "local.html").write_text(f'<script src="mathjax/tex-chtml.js"></script>{formula}')
+    with playwright.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=browser_check.CHROMIUM, args=browser_check.LAUNCH_ARGS)
+        page = browser.new_page()
+        browser_check.offline(page)
+        found = {}
+        for name in ("cdn", "local"):
+            page.goto((tmp_path / f"{name}.html").as_uri(), wait_until="load")
+            found[name] = browser_check.unrendered_math(page)
+        browser.close()
+    assert found == {"cdn": ["\\(x_q\\)"], "local": []}

@@ -202,6 +202,7 @@ CH6_STORED = (
     "histories cut to their first 25%",
     "moving goals, students trained on histories without moves",
     "noise-distilled histories",
+    "noise control, epsilon 0.5 throughout",
 )
 
 # chapter 7's results stored at lab so far (same rule)

@@ -61,7 +61,7 @@ def test_the_recorded_history_follows_the_schedule(tmp_path):
 
 
 @pytest.mark.parametrize(("low", "high", "says"), [(3.0, 4.0, "more than denoising"), (0.5, 0.9, "below"),
-                                                    (1.5, 2.5, "denoising accounts")])
+                                                    (1.5, 2.5, "no better than denoising")])
 def test_the_denoising_verdict_needs_the_intervals_apart(low, high, says):
     control = stats.Interval(np.array(1.5), np.array(1.0), np.array(2.0))
     student = stats.Interval(np.array((low + high) / 2), np.array(low), np.array(high))

@@ -247,7 +247,8 @@ def denoising_verdict(student: stats.Interval, control: stats.Interval) -> str:
         return "more than denoising: it ends above the control that saw no improvement (95% CIs apart)"
     if float(student.high) < float(control.low):
         return "below the control that saw no improvement (95% CIs apart)"
-    return "denoising accounts for it: the control that saw no improvement ends level with it (95% CIs overlap)"
+    return ("no better than denoising: the control that saw no improvement ends level with it (95% CIs overlap), so "
+            "nothing it does needs the improvement in its data to explain it")
 
 
 def summary(arts: dict[float | None, Any]) -> dict[str, Any]:

@@ -253,7 +253,9 @@ def test_changes_table_and_numbers():
     ch = incontext.changes(named, 4)
     assert ch.first_last["context 1 episode"] == (1.0, 1.0)
     assert float(ch.ci["AD"].estimate) == pytest.approx(ch.first_last["AD"][1] - ch.first_last["AD"][0])
-    assert "| context 1 episode | 1.00 | 1.00 | +0.00 | +0.00 to +0.00 |" in incontext.change_table(ch).data
+    assert "| context 1 episode | 1.00 | 1.00 | +0.00 | +0.00 to +0.00 | 0.00 [0.00, 0.00] |" in incontext.change_table(
+        ch).data  # every AD seed improves more than every flat one: probability of improvement 0
+    assert "| AD |" in incontext.change_table(ch).data and incontext.beats_reference(ch, "AD") == "—"
     numbers = incontext.ablation_numbers(ch)
     assert numbers["ch5_ctx1_change"] == 0.0 and math.isnan(numbers["ch5_goals4_change"])
     assert numbers["ch5_ad_change"] == pytest.approx(float(ch.ci["AD"].estimate))

@@ -118,11 +118,12 @@ def test_snapshot_table_lists_students_by_mode_then_the_teacher(snap):
     assert [r[:3] for r in rows[:5]] == [["ED", "train", "sampled"], ["AD", "train", "sampled"],
                                          ["ED", "train", "greedy"], ["AD", "train", "greedy"],
                                          ["teacher snapshot", "train", "greedy"]]
-    assert rows[0][3:] == ["2.00 [2.00, 2.00]", "25%"] and rows[4][3:] == ["8.00", "—"]
+    assert rows[0][3:] == ["2.00 [2.00, 2.00]", "25%", "—"] and rows[4][3:] == ["8.00", "—", "—"]
+    assert rows[1][5] != "—" and 0 <= float(rows[1][5].split()[0]) <= 1  # AD's row: P(AD seed beats ED seed)
     assert rows[-1][:2] == ["teacher snapshot", "held-out"] and len(rows) == 10
     lines = students.snapshot_table(snap).data.splitlines()
     assert lines[0] == "| " + " | ".join(students.TABLE_HEADER) + " |"
-    assert lines[2] == "| ED | train | sampled | 2.00 [2.00, 2.00] | 25% |"
+    assert lines[2] == "| ED | train | sampled | 2.00 [2.00, 2.00] | 25% | — |"
 
 
 def test_plot_snapshot_marks_each_student_and_mode_with_the_references(snap):

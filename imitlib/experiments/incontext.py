@@ -8,7 +8,7 @@ store, so editing it marks no artifact stale.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import matplotlib.pyplot as plt
@@ -338,7 +338,8 @@ ABLATION_KEYS = (  # glue key part -> the student whose change the prose cites
     ("ed_prompt", "ED + learning prompt"),
 )
 
-CHANGE_HEADER = ["student", "first episodes", "last episodes", "change", "95% CI of the change"]
+CHANGE_HEADER = ["student", "first episodes", "last episodes", "change", "95% CI of the change",
+                 "P(improves more than AD) [95% CI]"]
 NO_REFERENCE = ("The reference AD student is not computed at this scale, so the ablations have nothing to be "
                 "compared with")
 SHUFFLED = "shuffled episode order"  # the ablation that tells the two readings of AD apart
@@ -370,6 +371,7 @@ class Changes:
 
     first_last: dict[str, tuple[float, float]]
     ci: dict[str, stats.Interval]
+    per_seed: dict[str, np.ndarray] = field(default_factory=dict)  # each training seed's change
 
 
 def compared(arts: dict[str, Art], pool: dict[str, Art]) -> dict[str, Art]:
@@ -379,16 +381,24 @@ def compared(arts: dict[str, Art], pool: dict[str, Art]) -> dict[str, Art]:
 
 def changes(named: dict[str, Art], n: int) -> Changes:
     """The in-context change of every named student (sampled actions), with a 95% bootstrap CI across seeds."""
+    per_seed = {name: in_context_change(art["sampled_returns"], n) for name, art in named.items()}
     return Changes({name: first_last(art, "sampled", n) for name, art in named.items()},
-                   {name: stats.bootstrap_ci(in_context_change(art["sampled_returns"], n))
-                    for name, art in named.items()})
+                   {name: stats.bootstrap_ci(x) for name, x in per_seed.items()}, per_seed)
+
+
+def beats_reference(ch: Changes, name: str, reference: str = "AD") -> str:
+    """Probability that a seed of ``name`` improves in context more than a seed of the reference, with its CI."""
+    if name == reference or reference not in ch.per_seed or name not in ch.per_seed:
+        return "—"
+    p = stats.probability_of_improvement(ch.per_seed[name], ch.per_seed[reference])
+    return f"{float(p.estimate):.2f} [{float(p.low):.2f}, {float(p.high):.2f}]"
 
 
 def change_table(ch: Changes) -> Any:
     """The change of every student as a book table."""
-    rows = [[name, a, b, b - a, f"{float(ch.ci[name].low):+.2f} to {float(ch.ci[name].high):+.2f}"]
-            for name, (a, b) in ch.first_last.items()]
-    return book.table(CHANGE_HEADER, rows, ["", ".2f", ".2f", "+.2f", ""])
+    rows = [[name, a, b, b - a, f"{float(ch.ci[name].low):+.2f} to {float(ch.ci[name].high):+.2f}",
+             beats_reference(ch, name)] for name, (a, b) in ch.first_last.items()]
+    return book.table(CHANGE_HEADER, rows, ["", ".2f", ".2f", "+.2f", "", ""])
 
 
 def ablation_verdict(ci: dict[str, stats.Interval]) -> str:

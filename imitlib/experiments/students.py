@@ -194,7 +194,8 @@ DARKROOM_STUDENT_CODE = (  # the source a Dark Room student set's numbers depend
 KINDS = {"ED": "ed", "AD": "ad"}  # student name -> kind (and plot colour), in the order the prose names them
 SPLITS = ("train", "held_out")  # the snapshot test's goal sets: goals the students trained on, and unseen ones
 MODES = ("sampled", "greedy")  # how a frozen student acts: from its distribution (as trained) or its argmax
-TABLE_HEADER = ["who", "goals", "actions", "return, mean [95% CI over seeds]", "optimal actions"]
+TABLE_HEADER = ["who", "goals", "actions", "return, mean [95% CI over seeds]", "optimal actions",
+                "P(AD seed beats ED seed) [95% CI]"]
 
 
 def student_command(kind: str) -> str:
@@ -282,6 +283,15 @@ def ci_text(per_seed: np.ndarray) -> str:
     return f"{ci.estimate:.2f} [{ci.low:.2f}, {ci.high:.2f}]"
 
 
+def ad_beats_ed(snap: Snapshot, split: str, mode: str, name: str) -> str:
+    """On AD's rows: the probability that an AD seed scores more than an ED seed (ties half), with its 95% CI."""
+    ed, ad = snap.score.get(("ED", split, mode)), snap.score.get(("AD", split, mode))
+    if name != "AD" or ed is None or ad is None:
+        return "—"
+    p = stats.probability_of_improvement(ad, ed)
+    return f"{float(p.estimate):.2f} [{float(p.low):.2f}, {float(p.high):.2f}]"
+
+
 def snapshot_rows(snap: Snapshot) -> list[list[Any]]:
     """One row per student, split and action mode, then the teacher snapshot's row for each split."""
     rows: list[list[Any]] = []
@@ -289,8 +299,8 @@ def snapshot_rows(snap: Snapshot) -> list[list[Any]]:
         for (name, s, mode), per_seed in snap.score.items():
             if s == split:
                 rows.append([name, split_label(split), mode, ci_text(per_seed),
-                             f"{snap.optimal_share[(name, s, mode)]:.0%}"])
-        rows.append(["teacher snapshot", split_label(split), "greedy", f"{snap.teacher[split].mean():.2f}", "—"])
+                             f"{snap.optimal_share[(name, s, mode)]:.0%}", ad_beats_ed(snap, split, mode, name)])
+        rows.append(["teacher snapshot", split_label(split), "greedy", f"{snap.teacher[split].mean():.2f}", "—", "—"])
     return rows
 
 

@@ -189,6 +189,10 @@ def cmd_transfer(args: argparse.Namespace) -> int:
     """Chapter 7: a game the student never saw. Each part computes and stores its result, resumably."""
     from imitlib.experiments import transfer
 
+    if args.relabel and args.part != "leave-one-out":
+        print(f"python -m imitlib transfer: --relabel applies to --part leave-one-out only, not {args.part}; drop it",
+              file=sys.stderr)
+        return 2
     scale = get_scale(args.scale)
     if args.part == "darkroom":
         from imitlib.experiments import relabelled_room as part

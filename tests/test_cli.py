@@ -100,9 +100,11 @@ def _usage_error(capsys, argv: list[str]) -> str:
     (["fly"], "invalid choice: 'fly'"),
     (["beyond", "--part", "truncated", "--fraction", "1.5"], "argument --fraction: must be a fraction between 0"),
     (["beyond", "--part", "sideways"], "argument --part: invalid choice: 'sideways'"),
+    (["transfer", "--part", "chess"], "argument --part: invalid choice: 'chess'"),
+    (["transfer", "--part", "darkroom", "--relabel"], "--relabel applies to --part leave-one-out only"),
 ])
 def test_known_bad_input_is_one_line_and_exit_2(capsys, argv, says):
-    if argv[0] == "student":  # refused after parsing, by the command itself
+    if argv[0] == "student" or "--relabel" in argv:  # refused after parsing, by the command itself
         assert main(argv) == 2
         err = capsys.readouterr().err
         assert len(err.strip().splitlines()) == 1

@@ -14,6 +14,7 @@ import dataclasses
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -23,9 +24,10 @@ from imitlib.envs.games import check_env_id
 from imitlib.history import HistoryError
 from imitlib.io import CheckpointMismatchError
 from imitlib.scale import PRESETS, Scale, UnknownScaleError, get_scale
+from imitlib.sweep import SweepError
 
 # bad files, failed proofs: one line, exit 1, no traceback
-KNOWN_ERRORS = (CheckpointMismatchError, HistoryError, ArtifactError, restamp.RestampError)
+KNOWN_ERRORS = (CheckpointMismatchError, HistoryError, ArtifactError, restamp.RestampError, SweepError)
 
 
 class Parser(argparse.ArgumentParser):
@@ -187,13 +189,33 @@ def beyond_game(cut: float | None, scale: Scale) -> int:
 
 def cmd_transfer(args: argparse.Namespace) -> int:
     """Chapter 7: a game the student never saw. Each part computes and stores its result, resumably."""
-    from imitlib.experiments import transfer
-
-    if args.relabel and args.part != "leave-one-out":
-        print(f"python -m imitlib transfer: --relabel applies to --part leave-one-out only, not {args.part}; drop it",
+    if (args.relabel or args.ray is not None) and args.part != "leave-one-out":
+        flag = "--relabel" if args.relabel else "--ray"
+        print(f"python -m imitlib transfer: {flag} applies to --part leave-one-out only, not {args.part}; drop it",
               file=sys.stderr)
         return 2
     scale = get_scale(args.scale)
+    with ray_or_here(args.ray):
+        rows = transfer_rows(args, scale)
+    for mode, lines in rows.items():
+        for line in lines:
+            print(f"  {mode}: {line[0]}: start {line[1]}, end {line[2]}, gain {line[3]}; {line[4]}")
+    return 0
+
+
+def ray_or_here(address: str | None) -> Any:
+    """``--ray [ADDRESS]``: a sweep's units as Ray tasks (local without an address); without it, in this process."""
+    import contextlib
+
+    from imitlib import sweep
+
+    return sweep.using_ray(address or None) if address is not None else contextlib.nullcontext()
+
+
+def transfer_rows(args: argparse.Namespace, scale: Scale) -> dict[str, list[list[Any]]]:
+    """Compute (or load) the asked part of chapter 7 and return its table rows per decoding."""
+    from imitlib.experiments import transfer
+
     if args.part == "darkroom":
         from imitlib.experiments import relabelled_room as part
 
@@ -205,8 +227,8 @@ def cmd_transfer(args: argparse.Namespace) -> int:
             from imitlib.experiments import leave_one_out as part
 
             art = part.leave_one_out_artifact(part.leave_one_out_config(scale, args.relabel), scale)
-            mine = part.LABELS[args.relabel]
-            rows = {mode: [r for r in part.table_rows({args.relabel: art}, "new", mode, random) if r[0] == mine]
+            mine = part.SETS.index(args.relabel)  # the table lists both sets, the other one as not computed
+            rows = {mode: part.table_rows({args.relabel: art}, "new", mode, random)[mine:mine + 1]
                     for mode in ("sampled", "greedy")}
         elif args.part == "teacher":
             from imitlib.experiments import transplant as part
@@ -221,10 +243,7 @@ def cmd_transfer(args: argparse.Namespace) -> int:
 
             art = part.frozen_artifact(part.frozen_config(scale), scale)
             rows = {mode: part.table_rows(art, mode, random) for mode in ("sampled", "greedy")}
-    for mode, lines in rows.items():
-        for line in lines:
-            print(f"  {mode}: {line[0]}: start {line[1]}, end {line[2]}, gain {line[3]}; {line[4]}")
-    return 0
+    return rows
 
 
 def epsilon(text: str) -> float:
@@ -428,6 +447,9 @@ def main(argv: list[str] | None = None) -> int:
                         "histories; darkroom: AD students in rooms with relabelled actions")
     p.add_argument("--relabel", action="store_true",
                    help="leave-one-out: every training history relabelled (channels and actions permuted)")
+    p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                   help="leave-one-out: one Ray task per student, on a local Ray (no ADDRESS) or the cluster at "
+                        "ADDRESS ('auto': the one running here); needs pip install \"imitlib[ray]\"")
     p.add_argument("--scale", default=None, help="ci, lab or full (default: $IMITLIB_SCALE or lab)")
     p.set_defaults(fn=cmd_transfer)
     p = sub.add_parser("restamp", help="after a proof test passes, mark the stale results it covers as current")

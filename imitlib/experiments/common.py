@@ -24,13 +24,16 @@ def recorded_dataset(name: str, cfg: Any, scale: Scale, record: Any) -> Path:
     folder = artifacts.results_root().parent / "data" / f"{name}-{scale.name}-{key}"
     if (folder / "provenance.json").exists() and (scale.name != "ci" or folder in _RECORDED_HERE):
         return folder
-    tmp = folder.with_name(folder.name + ".partial")
+    tmp = folder.with_name(f"{folder.name}.partial-{os.getpid()}")  # one per process: sweeps may record at once
     shutil.rmtree(tmp, ignore_errors=True)
     timings = record(tmp)
     prov = {"config": artifacts.to_jsonable(cfg), "scale": scale.name, "commit": artifacts.git_commit(), **timings}
     (tmp / "provenance.json").write_text(json.dumps(prov, indent=1))
     shutil.rmtree(folder, ignore_errors=True)
-    os.replace(tmp, folder)
+    try:
+        os.replace(tmp, folder)
+    except OSError:  # another process finished the same recording first: the same seeds, the same data; keep it
+        shutil.rmtree(tmp, ignore_errors=True)
     _RECORDED_HERE.add(folder)
     return folder
 

@@ -69,27 +69,43 @@ def training_history(test: LeaveOneOut, scale: Scale) -> imitlib.multigame.Multi
     return imitlib.multigame.MultiGameHistory(readers)
 
 
-def run_leave_one_out(test: LeaveOneOut, scale: Scale, progress: bool = True) -> dict[str, np.ndarray]:
-    """Train every seed's student on all training games (resumable), then play the new and the seen game frozen."""
+def student_unit(test: LeaveOneOut, scale_name: str, seed: int, progress: bool = True) -> dict[str, np.ndarray]:
+    """One seed, a sweep unit: train on every training game (resumable), then play the new and the seen game
+    frozen; its curves and training loss."""
     from imitlib.imitation import game_rollout, train_student
+    from imitlib.scale import get_scale
 
+    scale = get_scale(scale_name)
     data = training_history(test, scale)
     root = _student_folder(leave_one_out_name(test), test, scale)
-    budgets = {"new": test.steps, "seen": round(SEEN_SHARE * test.steps)}
-    out: dict[str, Any] = {f"{game}_edges": np.linspace(0, steps, BINS + 1) for game, steps in budgets.items()}
-    for i in test.seeds:
-        run = train_student(replace(test.student, seed=i), data, None,
-                            None if scale.name == "ci" else root / f"seed{i}", progress=progress)
-        out.setdefault("loss", []).append(run.loss)
-        for game, env_id in (("new", test.new_game), ("seen", SEEN_GAME)):
-            vector_steps = budgets[game] // test.num_envs
-            for mode in MODES:
-                roll = game_rollout(run.model, env_id, num_envs=test.num_envs, episodes=vector_steps // 2 + 1,
-                                    context_steps=test.student.context_steps, seed=9700 + i,
-                                    greedy=mode == "greedy", max_steps=vector_steps)
-                out.setdefault(f"{game}_{mode}_curve", []).append(
-                    midpoint_curve(roll["returns"], roll["ends"], test.num_envs, out[f"{game}_edges"]))
-    return {k: np.asarray(v) for k, v in out.items()}
+    run = train_student(replace(test.student, seed=seed), data, None,
+                        None if scale.name == "ci" else root / f"seed{seed}", progress=progress)
+    out: dict[str, np.ndarray] = {"loss": np.asarray(run.loss)}
+    for game, env_id in (("new", test.new_game), ("seen", SEEN_GAME)):
+        edges = np.linspace(0, budgets(test)[game], BINS + 1)
+        vector_steps = budgets(test)[game] // test.num_envs
+        for mode in MODES:
+            roll = game_rollout(run.model, env_id, num_envs=test.num_envs, episodes=vector_steps // 2 + 1,
+                                context_steps=test.student.context_steps, seed=9700 + seed, greedy=mode == "greedy",
+                                max_steps=vector_steps)
+            out[f"{game}_{mode}_curve"] = midpoint_curve(roll["returns"], roll["ends"], test.num_envs, edges)
+    return out
+
+
+def budgets(test: LeaveOneOut) -> dict[str, int]:
+    """Environment steps per student and decoding: a teacher's budget on the new game, a quarter on the seen one."""
+    return {"new": test.steps, "seen": round(SEEN_SHARE * test.steps)}
+
+
+def run_leave_one_out(test: LeaveOneOut, scale: Scale, progress: bool = True) -> dict[str, np.ndarray]:
+    """Every seed's student (one sweep unit each: in process, or Ray tasks under ``--ray``), stacked by seed."""
+    from imitlib import sweep
+
+    units = [sweep.Unit(f"leave-one-out student {i}", student_unit, (test, scale.name, i, progress))
+             for i in test.seeds]
+    seeds = sweep.run(units)
+    out = {f"{game}_edges": np.linspace(0, steps, BINS + 1) for game, steps in budgets(test).items()}
+    return out | {k: np.stack([s[k] for s in seeds]) for k in seeds[0]}
 
 
 def leave_one_out_name(test: LeaveOneOut) -> str:
@@ -102,7 +118,7 @@ def leave_one_out_artifact(test: LeaveOneOut, scale: Scale, progress: bool = Tru
     return artifacts.cached(leave_one_out_name(test), test, lambda: run_leave_one_out(test, scale, progress),
                             scale=scale.name, code=(*GAME_STUDENT_CODE, imitlib.multigame, imitlib.augment,
                                                     midpoint_curve, leave_one_out_config, training_history,
-                                                    run_leave_one_out))
+                                                    student_unit, budgets, run_leave_one_out))
 
 
 def command(relabel: bool) -> str:

@@ -1,0 +1,45 @@
+"""Sweeps: in process by default, Ray tasks inside using_ray(); the same numbers either way, failures by name."""
+
+import sys
+
+import numpy as np
+import pytest
+
+from imitlib import sweep
+from imitlib.tabular import QLearningConfig, q_learning
+
+
+def units(n: int = 3) -> list:
+    cfg = QLearningConfig()
+    return [sweep.Unit(f"seed {s}", q_learning, (cfg, [10, 20], [s, s + 100], 30)) for s in range(n)]
+
+
+def test_in_process_is_the_plain_loop():
+    got = sweep.run(units())
+    want = [q_learning(QLearningConfig(), [10, 20], [s, s + 100], 30) for s in range(3)]
+    assert not sweep.on_ray()
+    assert all(np.array_equal(g.returns, w.returns) and np.array_equal(g.q, w.q)
+               for g, w in zip(got, want, strict=True))
+
+
+def test_without_ray_installed_the_flag_says_how_to_install_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray now fails, as where it is not installed
+    with pytest.raises(sweep.SweepError, match=r'pip install "imitlib\[ray\]"'):
+        with sweep.using_ray():
+            pass
+
+
+def test_ray_gives_the_same_arrays_and_names_a_failing_unit():
+    ray = pytest.importorskip("ray")
+    try:
+        with sweep.using_ray():
+            assert sweep.on_ray()
+            remote = sweep.run(units(), threads=1)
+            local = [u.fn(*u.args) for u in units()]
+            assert all(np.array_equal(r.returns, h.returns) and np.array_equal(r.q, h.q)
+                       for r, h in zip(remote, local, strict=True))  # bit for bit
+            bad = sweep.Unit("the broken one", q_learning, (QLearningConfig(), [10], [1, 2], 5))  # 1 goal, 2 seeds
+            with pytest.raises(sweep.SweepError, match="unit 'the broken one' failed twice: ValueError"):
+                sweep.run([bad])
+    finally:
+        ray.shutdown()

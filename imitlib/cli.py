@@ -420,12 +420,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--env", type=env_id, default=None, help="minatar: game id (default: the scale's teacher game)")
     p.add_argument("--scaling", action="store_true",
                    help="minatar: ED students and behaviour cloning on 20, 100 and 500 expert episodes per teacher")
+    p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                   help="darkroom: one Ray task per student, on a local Ray (no ADDRESS) or the cluster at ADDRESS "
+                        "('auto': the one running here); needs pip install \"imitlib[ray]\"")
     p.add_argument("--scale", default=None, help="ci, lab or full (default: $IMITLIB_SCALE or lab)")
     p.set_defaults(fn=cmd_student)
     p = sub.add_parser("incontext", help="chapter 5: in-context regression, AD on held-out goals, probes, ablations")
     p.add_argument("--part", choices=["regression", "main", "probes", "ablations", "all"], default="all")
     p.add_argument("--ablation", default=None, choices=list(experiments.ABLATIONS),
                    help="ablations: one of them by name (default: every one)")
+    p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                   help="main, ablations: one Ray task per student, on a local Ray (no ADDRESS) or the cluster at "
+                        "ADDRESS ('auto': the one running here); needs pip install \"imitlib[ray]\"")
     p.add_argument("--scale", default=None, help="ci, lab or full (default: $IMITLIB_SCALE or lab)")
     p.set_defaults(fn=cmd_incontext)
     p = sub.add_parser("beyond", help="chapter 6: can a frozen student improve past its history?")
@@ -461,6 +467,9 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(fn=cmd_scales)
     args = parser.parse_args(argv)
     try:
+        if args.command in ("student", "incontext"):  # their units (students, ablations) fan out under --ray
+            with ray_or_here(args.ray):
+                return args.fn(args)
         return args.fn(args)
     except UnknownScaleError as err:
         parser.error(str(err))

@@ -43,3 +43,35 @@ def test_ray_gives_the_same_arrays_and_names_a_failing_unit():
                 sweep.run([bad])
     finally:
         ray.shutdown()
+
+
+def test_students_and_an_ablation_are_bit_identical_with_and_without_ray():
+    """Issue #19's contract at ci: two Dark Room students and one ablation, in process and on a local Ray of 2 CPUs."""
+    ray = pytest.importorskip("ray")
+    import torch
+
+    from imitlib.experiments import incontext, students
+    from imitlib.scale import get_scale
+
+    ci = get_scale("ci")
+    exp = students.darkroom_students_config(ci, "ad")
+    ablation = incontext.ablation_test(ci, "context 1 episode")
+    assert len(exp.seeds) == 2
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as every Ray task runs
+    try:
+        here = [students.run_darkroom_students(exp, ci, progress=False),
+                incontext.run_in_context(ablation, ci, progress=False)]
+    finally:
+        torch.set_num_threads(threads)
+    try:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        with sweep.using_ray():
+            there = [students.run_darkroom_students(exp, ci, progress=False),
+                     incontext.run_in_context(ablation, ci, progress=False)]
+    finally:
+        ray.shutdown()
+    for a, b in zip(here, there, strict=True):
+        assert a.keys() == b.keys()
+        for key in set(a) - {"wall_seconds"}:  # how long training took is the one thing that may differ
+            assert np.array_equal(np.asarray(a[key]), np.asarray(b[key])), key

@@ -101,19 +101,26 @@ def student_data(exp: DarkRoomStudents, scale: Scale) -> Any:
 
 
 def train_darkroom_students(exp: DarkRoomStudents, scale: Scale, progress: bool = True) -> list[Any]:
-    """Train every seed's student (resuming under ``runs/`` except at ``ci``) on the training goals' windows."""
-    from imitlib.imitation import train_student
+    """Train every seed's student (resuming under ``runs/`` except at ``ci``) on the training goals' windows: one
+    sweep unit per seed, here or as Ray tasks under ``--ray`` (:mod:`imitlib.sweep`)."""
+    from imitlib import sweep
 
+    return sweep.run([sweep.Unit(f"{students_name(exp)} seed {seed}", train_darkroom_student,
+                                 (exp, scale.name, seed, progress)) for seed in exp.seeds])
+
+
+def train_darkroom_student(exp: DarkRoomStudents, scale_name: str, seed: int, progress: bool = True) -> Any:
+    """One seed's student, a sweep unit: it reads (or rebuilds, in seconds) the Dark Room histories itself."""
+    from imitlib.imitation import train_student
+    from imitlib.scale import get_scale
+
+    scale = get_scale(scale_name)
     reader = student_data(exp, scale)
     goals = set(student_goals(exp).tolist())
     runs = [r for r in reader.runs() if reader.task(r)["goal"] in goals]
     root = _student_folder(students_name(exp), exp, scale)
-    out = []
-    for seed in exp.seeds:
-        cfg = replace(exp.student, seed=seed)
-        out.append(train_student(cfg, reader, runs, None if scale.name == "ci" else root / f"seed{seed}",
-                                 progress=progress))
-    return out
+    return train_student(replace(exp.student, seed=seed), reader, runs,
+                         None if scale.name == "ci" else root / f"seed{seed}", progress=progress)
 
 
 def optimal_actions(cells: np.ndarray, goals: np.ndarray, size: int = SIZE) -> np.ndarray:
@@ -187,7 +194,8 @@ def teacher_snapshot_returns(data: DarkRoomHistories, goals: np.ndarray) -> np.n
 DARKROOM_STUDENT_CODE = (  # the source a Dark Room student set's numbers depend on
     imitlib.transformer, imitlib.imitation, imitlib.history, imitlib.recorders, imitlib.tabular, imitlib.envs.darkroom,
     history_sources, darkroom_histories_config, darkroom_histories, record_darkroom, greedy_episodes, goal_split,
-    darkroom_students_config, train_darkroom_students, students_name, student_goals, student_data, snapshot_test,
+    darkroom_students_config, train_darkroom_students, train_darkroom_student, students_name, student_goals,
+    student_data, snapshot_test,
     run_darkroom_students, optimal_actions,
 )
 

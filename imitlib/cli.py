@@ -384,6 +384,13 @@ def cmd_restamp(args: argparse.Namespace) -> int:
     return 1 if left else 0
 
 
+def ray_flag(p: argparse.ArgumentParser, parts: str) -> None:
+    """``--ray [ADDRESS]`` on a command whose students fan out as Ray tasks (:mod:`imitlib.sweep`)."""
+    p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                   help=f"{parts}: one Ray task per student, on a local Ray (no ADDRESS) or the cluster at ADDRESS "
+                        "('auto': the one running here); needs pip install \"imitlib[ray]\"")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = Parser(prog="python -m imitlib", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
@@ -420,18 +427,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--env", type=env_id, default=None, help="minatar: game id (default: the scale's teacher game)")
     p.add_argument("--scaling", action="store_true",
                    help="minatar: ED students and behaviour cloning on 20, 100 and 500 expert episodes per teacher")
-    p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
-                   help="darkroom: one Ray task per student, on a local Ray (no ADDRESS) or the cluster at ADDRESS "
-                        "('auto': the one running here); needs pip install \"imitlib[ray]\"")
+    ray_flag(p, "darkroom")
     p.add_argument("--scale", default=None, help="ci, lab or full (default: $IMITLIB_SCALE or lab)")
     p.set_defaults(fn=cmd_student)
     p = sub.add_parser("incontext", help="chapter 5: in-context regression, AD on held-out goals, probes, ablations")
     p.add_argument("--part", choices=["regression", "main", "probes", "ablations", "all"], default="all")
     p.add_argument("--ablation", default=None, choices=list(experiments.ABLATIONS),
                    help="ablations: one of them by name (default: every one)")
-    p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
-                   help="main, ablations: one Ray task per student, on a local Ray (no ADDRESS) or the cluster at "
-                        "ADDRESS ('auto': the one running here); needs pip install \"imitlib[ray]\"")
+    ray_flag(p, "main, ablations")
     p.add_argument("--scale", default=None, help="ci, lab or full (default: $IMITLIB_SCALE or lab)")
     p.set_defaults(fn=cmd_incontext)
     p = sub.add_parser("beyond", help="chapter 6: can a frozen student improve past its history?")
@@ -453,9 +456,7 @@ def main(argv: list[str] | None = None) -> int:
                         "histories; darkroom: AD students in rooms with relabelled actions")
     p.add_argument("--relabel", action="store_true",
                    help="leave-one-out: every training history relabelled (channels and actions permuted)")
-    p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
-                   help="leave-one-out: one Ray task per student, on a local Ray (no ADDRESS) or the cluster at "
-                        "ADDRESS ('auto': the one running here); needs pip install \"imitlib[ray]\"")
+    ray_flag(p, "leave-one-out")
     p.add_argument("--scale", default=None, help="ci, lab or full (default: $IMITLIB_SCALE or lab)")
     p.set_defaults(fn=cmd_transfer)
     p = sub.add_parser("restamp", help="after a proof test passes, mark the stale results it covers as current")

@@ -122,7 +122,7 @@ FROZEN_NAME = "ch07_frozen_students"
 def frozen_artifact(test: FrozenOnNewGame, scale: Scale, progress: bool = True) -> artifacts.Artifact:
     """The part's stored result, or computed and stored (trains the students first if their checkpoints are gone)."""
     from imitlib.experiments.beyond import keep_first
-    from imitlib.experiments.game_beyond import cut_update, episodes_before, game_beyond_config
+    from imitlib.experiments.game_beyond import cut_update, episodes_before
 
     return artifacts.cached(FROZEN_NAME, test, lambda: run_frozen(test, scale, progress), scale=scale.name,
                             code=(*GAME_STUDENT_CODE, keep_first, game_beyond_config, cut_update, episodes_before,

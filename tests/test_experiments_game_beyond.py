@@ -33,7 +33,7 @@ def test_the_cut_keeps_the_episodes_begun_before_it_and_never_mixes_runs(tmp_pat
 
 def test_the_cut_is_where_the_teacher_had_trained_the_share_of_its_steps():
     test = game_beyond.game_beyond_config(get_scale("lab"))
-    assert test.students.student.kind == "ad" and test.students.student.context_steps == 256
+    assert test.students.student.kind == "ad" and test.students.student.context_steps == 128
     assert game_beyond.cut_update(test) == pytest.approx((300_000 - 5_000) / 4)
 
 

@@ -16,6 +16,8 @@ numbers, tables, figures and verdicts its chapter prints.
 | ``transfer`` | 7 | the shared "learns the new game" verdict |
 | ``transplant``, ``new_game`` | 7 | the teacher moved into Space Invaders; Breakout's frozen students there |
 | ``relabelled_room`` | 7 | chapter 4's AD students in Dark Rooms with relabelled actions |
+| ``leave_one_out`` | 7 | AD students on four other games' histories, frozen on Space Invaders |
+| ``conclusions`` | 8 | the three questions' evidence table, read from stored results only (nothing recomputed) |
 | ``common`` | | artifact folders, recorded datasets, loading a result or saying how to compute it |
 | ``fingerprints`` | | digests of what stored results were made from: the proof behind ``restamp`` |
 

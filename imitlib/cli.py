@@ -129,6 +129,10 @@ def cmd_beyond(args: argparse.Namespace) -> int:
     """Chapter 6: frozen AD students rolled out far past their history (whole, or truncated to its first part)."""
     from imitlib.experiments import beyond
 
+    if args.ray is not None and args.part == "long":
+        print("python -m imitlib beyond: --ray trains students, and --part long trains none (it rolls out chapter "
+              "4's); drop it", file=sys.stderr)
+        return 2
     scale = get_scale(args.scale)
     if args.part == "noise":
         return beyond_noise(args.epsilon, scale)
@@ -447,6 +451,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="minatar: read only the episodes of this first share of training (default: the whole)")
     p.add_argument("--train-moves", type=int, default=0,
                    help="moves: goal moves in the students' training histories (0: chapter 4's students)")
+    ray_flag(p, "truncated, moves, noise, minatar")
     p.add_argument("--scale", default=None, help="ci, lab or full (default: $IMITLIB_SCALE or lab)")
     p.set_defaults(fn=cmd_beyond)
     p = sub.add_parser("transfer", help="chapter 7: can a frozen student learn a game it never saw?")
@@ -468,7 +473,7 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(fn=cmd_scales)
     args = parser.parse_args(argv)
     try:
-        if args.command in ("student", "incontext"):  # their units (students, ablations) fan out under --ray
+        if args.command in ("student", "incontext", "beyond"):  # their units (students, ablations) fan out under --ray
             with ray_or_here(args.ray):
                 return args.fn(args)
         return args.fn(args)

@@ -75,3 +75,30 @@ def test_students_and_an_ablation_are_bit_identical_with_and_without_ray():
         assert a.keys() == b.keys()
         for key in set(a) - {"wall_seconds"}:  # how long training took is the one thing that may differ
             assert np.array_equal(np.asarray(a[key]), np.asarray(b[key])), key
+
+
+def test_a_chapter_6_part_is_bit_identical_with_and_without_ray():
+    """Chapter 6's truncated-history students (two at ci) fan out the same way: same artifact arrays either way."""
+    ray = pytest.importorskip("ray")
+    import torch
+
+    from imitlib.experiments import beyond
+    from imitlib.scale import get_scale
+
+    ci = get_scale("ci")
+    test = beyond.beyond_config(ci, ci.beyond.fractions[0])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as every Ray task runs
+    try:
+        here = beyond.run_beyond(test, ci, progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    try:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        with sweep.using_ray():
+            there = beyond.run_beyond(test, ci, progress=False)
+    finally:
+        ray.shutdown()
+    assert set(here) == set(there)
+    changed = [k for k in here if k != "wall_seconds" and not np.array_equal(here[k], there[k])]
+    assert not changed, f"differ with Ray: {changed}"

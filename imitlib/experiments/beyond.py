@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -100,21 +101,31 @@ def beyond_name(test: BeyondTest) -> str:
     return "ch06_long_ad" if test.fraction == 1 else f"ch06_truncated{round(100 * test.fraction)}_ad"
 
 
-def train_frozen(exp: DarkRoomStudents, reader: Any, name: str, cfg: Any, scale: Scale,
-                 progress: bool) -> tuple[list[Any], dict[str, np.ndarray]]:
-    """Train every seed's AD student on ``reader``'s training-goal runs (resumable under ``runs/`` except at
-    ``ci``), then freeze them: the models, and their loss, accuracy and wall time per seed."""
-    from imitlib.imitation import train_student
+def train_frozen(name: str, student: Any, seeds: Sequence[int], history: Path, goals: Sequence[int],
+                 root: Path | None, progress: bool) -> tuple[list[Any], dict[str, np.ndarray]]:
+    """Train one student per seed on the runs of ``history`` whose goal is in ``goals`` (resumable under ``root``;
+    None at ``ci``), then freeze them: the models, and their loss, accuracy and wall time per seed. One sweep unit
+    per seed, here or as Ray tasks under ``--ray`` (:mod:`imitlib.sweep`)."""
+    from imitlib import sweep
 
-    goals = set(student_goals(exp).tolist())
-    runs = [r for r in reader.runs() if reader.task(r)["goal"] in goals]
-    root = _student_folder(name, cfg, scale)
-    trained = [train_student(replace(exp.student, seed=seed), reader, runs,
-                             None if scale.name == "ci" else root / f"seed{seed}", progress=progress)
-               for seed in exp.seeds]
+    units = [sweep.Unit(f"{name} seed {seed}", train_frozen_seed,
+                        (student, str(history), [int(g) for g in goals], seed,
+                         None if root is None else str(root / f"seed{seed}"), progress)) for seed in seeds]
+    trained = sweep.run(units)
     return [t.model for t in trained], {"loss": np.array([t.loss for t in trained]),
                                         "accuracy": np.array([t.accuracy for t in trained]),
                                         "wall_seconds": np.array([t.wall_seconds for t in trained])}
+
+
+def train_frozen_seed(student: Any, history: str, goals: list[int], seed: int, run_dir: str | None,
+                      progress: bool = True) -> Any:
+    """One seed's student, a sweep unit: it opens the history itself (a path every worker sees)."""
+    from imitlib.history import HistoryReader
+    from imitlib.imitation import train_student
+
+    reader = HistoryReader(history)
+    runs = [r for r in reader.runs() if reader.task(r)["goal"] in set(goals)]
+    return train_student(replace(student, seed=seed), reader, runs, run_dir, progress=progress)
 
 
 def stored_students(exp: DarkRoomStudents, scale: Scale, progress: bool) -> tuple[list[Any], dict[str, np.ndarray]]:
@@ -136,7 +147,8 @@ def frozen_students(test: BeyondTest, scale: Scale, progress: bool) -> tuple[lis
     if not (part / "manifest.json").exists():
         truncate_history(HistoryReader(folder / "learning"), part.with_name(part.name + ".partial"), test.fraction)
         os.replace(part.with_name(part.name + ".partial"), part)
-    return train_frozen(exp, HistoryReader(part), beyond_name(test), test, scale, progress)
+    root = None if scale.name == "ci" else _student_folder(beyond_name(test), test, scale)
+    return train_frozen(beyond_name(test), exp.student, exp.seeds, part, student_goals(exp), root, progress)
 
 
 def source_continuing(test: BeyondTest, goals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -173,8 +185,8 @@ def beyond_artifact(test: BeyondTest, scale: Scale, progress: bool = True) -> ar
     """A part's stored result, or computed and stored (trains the truncated students first)."""
     return artifacts.cached(beyond_name(test), test, lambda: run_beyond(test, scale, progress), scale=scale.name,
                             code=(*DARKROOM_STUDENT_CODE, kept_episodes, truncate_history, keep_first, beyond_name,
-                                  frozen_students, train_frozen, stored_students, source_runs, source_continuing,
-                                  run_beyond))
+                                  frozen_students, train_frozen, train_frozen_seed, stored_students, source_runs,
+                                  source_continuing, run_beyond))
 
 
 def beyond_command(fraction: float) -> str:

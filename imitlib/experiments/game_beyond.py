@@ -122,10 +122,20 @@ def step_curve(returns: np.ndarray, ends: np.ndarray, num_envs: int, edges: np.n
     return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
 
+def train_game_seed(student: Any, history: str, seed: int, run_dir: str | None, progress: bool = True) -> Any:
+    """Student ``seed`` on run ``seed`` of the history at ``history`` (teacher i's): a sweep unit that opens the
+    history itself, from a path every worker sees."""
+    from imitlib.history import HistoryReader
+    from imitlib.imitation import train_student
+
+    return train_student(replace(student, seed=seed), HistoryReader(history), [seed], run_dir, progress=progress)
+
+
 def run_game_beyond(test: GameBeyond, scale: Scale, progress: bool = True) -> dict[str, np.ndarray]:
     """Train student i on teacher i's (cut) history, roll it out frozen for the teacher's steps after the cut,
     sampled and greedy, and keep the teacher's curves over the same steps."""
-    from imitlib.imitation import game_rollout, train_student
+    from imitlib import sweep
+    from imitlib.imitation import game_rollout
 
     exp, dqn = test.students, test.students.teacher.dqn
     if scale.name == "ci":
@@ -139,9 +149,10 @@ def run_game_beyond(test: GameBeyond, scale: Scale, progress: bool = True) -> di
     edges = np.linspace(0, budget, BINS + 1)
     most_episodes = budget // test.num_envs // 2 + 1  # no episode is shorter than 2 steps: room for every one
     out: dict[str, list] = {f"{mode}_curve": [] for mode in MODES} | {"loss": [], "episodes_read": []}
-    for i in range(len(exp.teacher.seeds)):
-        run = train_student(replace(exp.student, seed=i), reader, [i],
-                            None if scale.name == "ci" else root / f"seed{i}", progress=progress)
+    units = [sweep.Unit(f"{game_beyond_name(test)} seed {i}", train_game_seed,
+                        (exp.student, str(reader.path), i, None if scale.name == "ci" else str(root / f"seed{i}"),
+                         progress)) for i in range(len(exp.teacher.seeds))]
+    for i, run in enumerate(sweep.run(units)):  # trained here one after another, or as Ray tasks under --ray
         for mode in MODES:
             roll = game_rollout(run.model, dqn.env_id, num_envs=test.num_envs, episodes=most_episodes,
                                 context_steps=exp.student.context_steps, seed=9000 + i, greedy=mode == "greedy",
@@ -165,7 +176,7 @@ def game_beyond_artifact(test: GameBeyond, scale: Scale, progress: bool = True) 
     return artifacts.cached(game_beyond_name(test), test, lambda: run_game_beyond(test, scale, progress),
                             scale=scale.name, code=(*GAME_STUDENT_CODE, keep_first, game_beyond_config, cut_update,
                                                     episodes_before, student_history, ci_teachers, step_curve,
-                                                    run_game_beyond))
+                                                    train_game_seed, run_game_beyond))
 
 
 def game_beyond_command(cut: float) -> str:

@@ -23,8 +23,8 @@ import numpy as np
 import imitlib.tabular
 from imitlib import artifacts, stats
 from imitlib.envs.darkroom import optimal_return, random_policy_return
-from imitlib.experiments.beyond import MODES, SMOOTH_POINTS, side, stored_students, train_frozen
-from imitlib.experiments.common import CLI, load_or_explain, recorded_dataset
+from imitlib.experiments.beyond import MODES, SMOOTH_POINTS, side, stored_students, train_frozen, train_frozen_seed
+from imitlib.experiments.common import CLI, _student_folder, load_or_explain, recorded_dataset
 from imitlib.experiments.histories import (
     DarkRoomHistories,
     goal_split,
@@ -33,7 +33,12 @@ from imitlib.experiments.histories import (
     record_darkroom,
     source_runs,
 )
-from imitlib.experiments.students import DARKROOM_STUDENT_CODE, DarkRoomStudents, darkroom_students_config
+from imitlib.experiments.students import (
+    DARKROOM_STUDENT_CODE,
+    DarkRoomStudents,
+    darkroom_students_config,
+    student_goals,
+)
 from imitlib.experiments.tabular import RECOVERED, episodes_to_reach
 from imitlib.scale import Scale
 
@@ -80,12 +85,12 @@ def moving_histories(data: DarkRoomHistories, moves: int, scale: Scale) -> Path:
 
 def moving_students(test: MovingTest, scale: Scale, progress: bool) -> tuple[list[Any], dict[str, np.ndarray]]:
     """Chapter 4's students, or students trained here on histories with goal moves (resumable)."""
-    from imitlib.history import HistoryReader
-
     if test.train_moves == 0:
         return stored_students(test.students, scale, progress)
-    reader = HistoryReader(moving_histories(test.students.data, test.train_moves, scale) / "learning")
-    return train_frozen(test.students, reader, moving_name(test), test, scale, progress)
+    history = moving_histories(test.students.data, test.train_moves, scale) / "learning"
+    root = None if scale.name == "ci" else _student_folder(moving_name(test), test, scale)
+    return train_frozen(moving_name(test), test.students.student, test.students.seeds, history,
+                        student_goals(test.students), root, progress)
 
 
 def test_plan(test: MovingTest) -> np.ndarray:
@@ -120,8 +125,8 @@ def run_moving(test: MovingTest, scale: Scale, progress: bool = True) -> dict[st
 def moving_artifact(test: MovingTest, scale: Scale, progress: bool = True) -> artifacts.Artifact:
     """A set's stored result, or computed and stored (records histories and trains students first if needed)."""
     return artifacts.cached(moving_name(test), test, lambda: run_moving(test, scale, progress), scale=scale.name,
-                            code=(*DARKROOM_STUDENT_CODE, move_plan, source_runs, train_frozen, stored_students,
-                                  moving_histories, moving_students, test_plan, run_moving))
+                            code=(*DARKROOM_STUDENT_CODE, move_plan, source_runs, train_frozen, train_frozen_seed,
+                                  stored_students, moving_histories, moving_students, test_plan, run_moving))
 
 
 def moving_command(train_moves: int) -> str:

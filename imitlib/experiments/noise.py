@@ -27,7 +27,7 @@ import imitlib.imitation
 import imitlib.transformer
 from imitlib import artifacts, stats
 from imitlib.envs.darkroom import HORIZON, SIZE, start_cell, transition_table
-from imitlib.experiments.beyond import MODES, data_ceiling, plateau, verdict
+from imitlib.experiments.beyond import MODES, data_ceiling, plateau, train_frozen, train_frozen_seed, verdict
 from imitlib.experiments.common import CLI, _student_folder, load_or_explain, recorded_dataset
 from imitlib.experiments.histories import darkroom_histories_config, goal_split
 from imitlib.experiments.students import darkroom_students_config
@@ -163,22 +163,19 @@ def run_noise(test: NoiseTest, scale: Scale, progress: bool = True) -> dict[str,
     """Train the students (resumable), roll them out on the held-out goals, sampled and greedy, and measure the
     data there: the noisy agent's returns (sampled) and its greedy decoding (epsilon 0: the optimal agent)."""
     from imitlib.history import HistoryReader
-    from imitlib.imitation import darkroom_rollout, train_student
+    from imitlib.imitation import darkroom_rollout
 
-    reader = HistoryReader(noise_histories(test.data, scale) / "learning")
+    history = noise_histories(test.data, scale) / "learning"
+    reader = HistoryReader(history)
     train, held = goal_split(test.data)
-    runs = [r for r in reader.runs() if reader.task(r)["goal"] in set(train.tolist())]
-    root = _student_folder(noise_name(test), test, scale)
-    trained = [train_student(replace(test.student, seed=seed), reader, runs,
-                             None if scale.name == "ci" else root / f"seed{seed}", progress=progress)
-               for seed in test.seeds]
+    root = None if scale.name == "ci" else _student_folder(noise_name(test), test, scale)
+    models, trained = train_frozen(noise_name(test), test.student, test.seeds, history, train, root, progress)
     goals = np.repeat(held, test.repeats)
-    out: dict[str, np.ndarray] = {"goals": goals, "loss": np.array([t.loss for t in trained]),
-                                  "accuracy": np.array([t.accuracy for t in trained])}
+    out: dict[str, np.ndarray] = {"goals": goals, "loss": trained["loss"], "accuracy": trained["accuracy"]}
     for mode in MODES:  # returns are whole numbers 0..horizon: stored as bytes
         out[f"{mode}_returns"] = np.stack([
-            darkroom_rollout(t.model, goals, test.episodes, context_episodes=test.student.context_episodes,
-                             greedy=mode == "greedy", seed=7000 + i)["returns"] for i, t in enumerate(trained)
+            darkroom_rollout(model, goals, test.episodes, context_episodes=test.student.context_episodes,
+                             greedy=mode == "greedy", seed=7000 + i)["returns"] for i, model in enumerate(models)
         ]).astype(np.uint8)  # (seeds, goals * repeats, episodes)
     from imitlib.history import episode_totals, per_run
 
@@ -196,7 +193,8 @@ def noise_artifact(test: NoiseTest, scale: Scale, progress: bool = True) -> arti
     return artifacts.cached(
         noise_name(test), test, lambda: run_noise(test, scale, progress), scale=scale.name,
         code=(imitlib.transformer, imitlib.imitation, imitlib.history, imitlib.envs.darkroom, goal_split,
-              epsilon_schedule, optimal_action, noisy_episode, noisy_play, record_noise, noise_histories, run_noise))
+              epsilon_schedule, optimal_action, noisy_episode, noisy_play, record_noise, noise_histories, train_frozen,
+              train_frozen_seed, run_noise))
 
 
 def noise_command(fixed: float | None) -> str:

@@ -26,8 +26,9 @@ def test_every_row_needs_results_a_chapter_loads(name):
 
 def test_a_missing_result_is_refused_with_its_command(tmp_path, monkeypatch):
     monkeypatch.setenv(artifacts.RESULTS_ENV, str(tmp_path))  # nothing stored here
-    with pytest.raises(c.MissingEvidence, match=r"'Dark Room AD students' \(chapter 4\) is not stored at lab: run "
-                                                r"`python -m imitlib student --kind ad --scale lab`"):
+    refused = (r"'Dark Room AD students' \(chapter 4\), which is not stored at lab: run "
+               r"`python -m imitlib student --kind ad --scale lab`")
+    with pytest.raises(c.MissingEvidence, match=refused):
         c.findings(get_scale("lab"))
     assert not list(tmp_path.iterdir())  # nothing was computed
 
@@ -47,7 +48,7 @@ def test_a_stale_result_is_refused_and_pending_rows_say_why(tmp_path, monkeypatc
         c.findings(lab)
     found = c.findings(lab, allow_pending=True)
     assert len(found) == len(c.rows(lab)) and all(f.measured is None for f in found)
-    assert "made by older code" in c.table_rows(found)[0][-1]
+    assert "made by older code" in c.table_rows(found)[0][-1] and "IMITLIB_RECOMPUTE=1" in c.table_rows(found)[0][-1]
     assert c.numbers(found)["ch8_pending"] == len(found)
 
 

@@ -288,30 +288,31 @@ def findings(scale: Scale, allow_pending: bool = False) -> list[Finding]:
     found, missing = gather(scale, {label for row in todo for label in row.needs})
     out = []
     for row in todo:
-        lacking = [f"{label!r} (chapter {row.chapter}) is {missing.get(label, 'not a known result')}"
-                   for label in row.needs if label not in found]
+        lacking = [(label, missing.get(label, "not a known result")) for label in row.needs if label not in found]
         if lacking and not allow_pending:
-            raise MissingEvidence(f"chapter 8 needs {lacking[0]}")
+            label, why = lacking[0]
+            raise MissingEvidence(f"chapter 8 needs {label!r} (chapter {row.chapter}), which is {why}")
         measured = None if lacking else row.read(found, scale)
-        out.append(Finding(row.question, row.setting, row.test, row.chapter, measured, "; ".join(lacking), row.key))
+        pending = "; ".join(why for _, why in lacking)
+        out.append(Finding(row.question, row.setting, row.test, row.chapter, measured, pending, row.key))
     return out
 
 
-TABLE_HEADER = ["question", "setting", "comparison", "learner", "frozen student [95% CI]", "random",
-                "score [95% CI]", "verdict (its chapter)"]
+TABLE_HEADER = ["comparison", "learner / random", "frozen student [95% CI]", "score [95% CI]",
+                "verdict (its chapter)"]
 
 
 def table_rows(found: list[Finding]) -> list[list[Any]]:
-    """One line per finding; a pending one says what it lacks."""
+    """One line per finding; a pending one says what it lacks and the command that makes it."""
     out = []
     for f in found:
-        head = [f.question, f.setting, f.test]
+        head = f"{f.question} · {f.setting}: {f.test}"
         if f.measured is None:
-            out.append([*head, "", "", "", "", f"pending: {f.pending}"])
+            out.append([head, "", "", "", f"pending: {f.pending}"])
             continue
         m = f.measured
         student = stats.bootstrap_ci(np.asarray(m.student, float))
-        out.append([*head, f"{float(np.mean(m.learner)):.2f}", str(student), f"{m.random:.2f}", str(f.score),
+        out.append([head, f"{float(np.mean(m.learner)):.2f} / {m.random:.2f}", str(student), str(f.score),
                     f"{m.verdict} (ch. {f.chapter})"])
     return out
 
@@ -328,7 +329,7 @@ def score_figure(found: list[Finding]) -> Any:
 
     shown = {q: [f for f in found if f.question == q and f.measured is not None] for q in QUESTIONS}
     heights = [max(1, len(v)) + 1.2 for v in shown.values()]
-    fig, axes = plt.subplots(len(QUESTIONS), 1, figsize=(9, 0.42 * sum(heights) + 1), sharex=True,
+    fig, axes = plt.subplots(len(QUESTIONS), 1, figsize=(7.5, 0.4 * sum(heights) + 1), sharex=True,
                              gridspec_kw={"height_ratios": heights}, layout="constrained")
     for ax, (q, rows_shown) in zip(axes, shown.items(), strict=True):
         color = plots.COLORS["student"]
@@ -381,7 +382,7 @@ def numbers(found: list[Finding]) -> dict[str, Any]:
     for f in found:
         key = f.key
         if key:
-            out[f"ch8_{key}_verdict"] = f.measured.verdict if f.measured else f"not stored yet ({f.pending})"
+            out[f"ch8_{key}_verdict"] = f.measured.verdict if f.measured else "not stored yet (the table says how)"
     out["ch8_pending"] = sum(f.measured is None for f in found)
     out["ch8_rows"] = len(found)
     return out

@@ -21,13 +21,15 @@ import numpy as np
 from imitlib import experiments, restamp
 from imitlib.artifacts import ArtifactError
 from imitlib.envs.games import check_env_id
+from imitlib.experiments.conclusions import MissingEvidence
 from imitlib.history import HistoryError
 from imitlib.io import CheckpointMismatchError
 from imitlib.scale import PRESETS, Scale, UnknownScaleError, get_scale
 from imitlib.sweep import SweepError
 
 # bad files, failed proofs: one line, exit 1, no traceback
-KNOWN_ERRORS = (CheckpointMismatchError, HistoryError, ArtifactError, restamp.RestampError, SweepError)
+KNOWN_ERRORS = (CheckpointMismatchError, HistoryError, ArtifactError, restamp.RestampError, SweepError,
+                MissingEvidence)
 
 
 class Parser(argparse.ArgumentParser):
@@ -369,6 +371,19 @@ def _print_in_context(name: str, art: object) -> None:
               f"{r[..., -tenth:].mean():.2f} in the last {tenth}")
 
 
+def cmd_conclusions(args: argparse.Namespace) -> int:
+    """Chapter 8's table in the terminal, read from stored results only; a missing or stale one is refused (its
+    command printed) unless --pending lists it."""
+    from imitlib.experiments import conclusions
+
+    found = conclusions.findings(get_scale(args.scale), allow_pending=args.pending)
+    for row in conclusions.table_rows(found):
+        print(" | ".join(str(cell) for cell in row))
+    for q in conclusions.QUESTIONS:
+        print(f"{q}: {conclusions.answer(found, q)}")
+    return 0
+
+
 def cmd_scales(args: argparse.Namespace) -> int:
     """Print every preset as JSON."""
     print(json.dumps({k: dataclasses.asdict(v) for k, v in PRESETS.items()}, indent=2))
@@ -469,6 +484,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="the proof test (pytest node id): " + ", ".join(restamp.PROOFS))
     p.add_argument("--scale", default="lab", choices=["lab", "full"])
     p.set_defaults(fn=cmd_restamp)
+    p = sub.add_parser("conclusions", help="chapter 8: the three questions' evidence table, from stored results")
+    p.add_argument("--pending", action="store_true", help="list results not stored (or stale) instead of refusing")
+    p.add_argument("--scale", default=None, help="ci, lab or full (default: $IMITLIB_SCALE or lab)")
+    p.set_defaults(fn=cmd_conclusions)
     p = sub.add_parser("scales", help="print the scale presets")
     p.set_defaults(fn=cmd_scales)
     args = parser.parse_args(argv)

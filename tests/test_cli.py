@@ -153,3 +153,12 @@ def test_beyond_long_at_ci_prints_plateau_ceiling_and_verdict(capsys):
     assert main(["beyond", "--part", "long", "--scale", "ci"]) == 0
     out = capsys.readouterr().out
     assert "ch06_long_ad" in out and "  sampled: plateau" in out and "  greedy: plateau" in out and "ceiling" in out
+
+
+def test_conclusions_refuse_what_is_not_stored_in_one_line(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("IMITLIB_RESULTS", str(tmp_path))  # nothing stored here
+    assert main(["conclusions", "--scale", "lab"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "not stored at lab: run `python -m imitlib" in err
+    assert main(["conclusions", "--scale", "lab", "--pending"]) == 0
+    assert "Q2: not measured yet" in capsys.readouterr().out

@@ -71,3 +71,16 @@ def test_answers_count_what_was_measured_and_name_what_is_pending():
     assert c.answer(found, "Q3") == "no: in 0 of 1 comparisons"
     assert c.answer(found, "Q1") == "not measured yet"
     assert c.answer([_finding("Q1", [9.0, 9.0], True)], "Q1") == "yes: in 1 of 1 comparisons"
+
+
+def test_every_row_whose_results_are_stored_is_read_at_lab(monkeypatch):
+    """The rows the stored lab results allow are measured, with a finite score; the rest are pending, not errors."""
+    monkeypatch.delenv(artifacts.RESULTS_ENV, raising=False)
+    stored = {r.label for r in book.stored_results()}
+    lab = get_scale("lab")
+    found = c.findings(lab, allow_pending=True)
+    for row, f in zip(c.rows(lab), found, strict=True):
+        if set(row.needs) <= stored:
+            assert f.measured is not None and np.isfinite(float(f.score.estimate)), (row.test, f.pending)
+        else:
+            assert f.measured is None and "not stored at lab" in f.pending

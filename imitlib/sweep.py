@@ -89,3 +89,8 @@ def run(units: Sequence[Unit], threads: int = 1) -> list[Any]:
             cause = getattr(err, "cause", None) or err
             raise SweepError(f"unit {unit.name!r} failed twice: {type(cause).__name__}: {cause}") from err
     return out
+
+
+def ray_or_here(address: str | None) -> Any:
+    """``--ray [ADDRESS]``: a sweep's units as Ray tasks (local without an address); without it, in this process."""
+    return using_ray(address or None) if address is not None else contextlib.nullcontext()

@@ -282,4 +282,15 @@ def numbers(arts: dict[int, Any]) -> dict[str, Any]:
             out[f"{key}_drop"] = str(row["drop"]) if row else MISSING
             out[f"{key}_verdict"] = row["verdict"] if row else MISSING
             out[f"{key}_recovery"] = row["recovery"] if row else MISSING
+    out[f"ch6_moves{TRAIN_MOVES}_sentence"] = moves_sentence(arts.get(TRAIN_MOVES))
     return out
+
+
+def moves_sentence(art: Any | None) -> str:
+    """The prose's sentence on the students trained with moves, or that they are not computed (and how)."""
+    if art is None:
+        return "The students trained on histories with moves are not computed at this scale yet."
+    row = summary(art)["student_sampled"]
+    return (f"Trained on histories with moves, the students settle at {row['before']:.0%} of the optimum before the "
+            f"first move and {row['after']:.0%} after: the student {row['verdict']}, recovering in "
+            f"{row['recovery']}.")

@@ -271,4 +271,18 @@ def numbers(arts: dict[float, Any]) -> dict[str, Any]:
             out[f"ch6_game_{key}_{mode}_ceiling"] = row["ceiling"] if row else float("nan")
             out[f"ch6_game_{key}_{mode}_teacher"] = row["teacher_end"] if row else float("nan")
             out[f"ch6_game_{key}_{mode}_verdict"] = row["verdict"] if row else MISSING
+        out[f"ch6_game_{key}_sentence"] = game_sentence(arts.get(cut), "the whole history" if cut == 1 else
+                                                        f"the first {cut:.0%} of training")
     return out
+
+
+def game_sentence(art: Any | None, read: str) -> str:
+    """The prose's sentence on one set: sampled and greedy plateaus beside the data and the teachers, or that the
+    set is not computed yet."""
+    if art is None:
+        return f"The students reading {read} are not computed at this scale yet."
+    s, g = (summary(art)[mode] for mode in MODES)
+    return (f"Reading {read}, the sampled students end at {float(s['plateau'].estimate):.2f} against a data ceiling "
+            f"of {s['ceiling']:.2f} ({s['verdict']}), while their teachers, training on, reached "
+            f"{s['teacher_end']:.2f}. Greedy, they end at {float(g['plateau'].estimate):.2f}; the teachers' "
+            f"evaluations reached {g['teacher_end']:.2f}.")

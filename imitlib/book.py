@@ -204,6 +204,7 @@ CH6_STORED = (
     "noise-distilled histories",
     "noise control, epsilon 0.5 throughout",
     "noise control, epsilon 1.0 throughout",
+    "MinAtar Breakout, whole histories",
 )
 
 # chapter 7's results stored at lab so far (same rule)

@@ -76,8 +76,9 @@ def beyond_game(cut: float | None, scale: Scale) -> int:
     art = game_beyond.game_beyond_artifact(test, scale)
     print(f"{game_beyond.game_beyond_name(test)}: students read {art['episodes_read'].tolist()} recorded episodes")
     for mode, row in game_beyond.summary(art).items():
-        print(f"  {mode}: plateau {row['plateau']}, data ceiling {row['ceiling']:.2f}, teacher at the end "
-              f"{row['teacher_end']:.2f}: {row['verdict']}")
+        ceiling = f", data ceiling {row['ceiling']:.2f}" if mode == "sampled" else ""
+        print(f"  {mode}: plateau {row['plateau']}{ceiling}, teacher at the end {row['teacher_end']:.2f}: "
+              f"{row['verdict']}")
     return 0
 
 

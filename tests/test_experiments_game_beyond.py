@@ -54,7 +54,10 @@ def test_the_summary_reads_plateau_ceiling_and_teacher():
     assert float(rows["sampled"]["plateau"].estimate) == pytest.approx(4.0)
     assert rows["sampled"]["ceiling"] == pytest.approx(3.0)  # the best bin of the teachers' mean: (4 + 2) / 2
     assert rows["greedy"]["teacher_end"] == pytest.approx(10.0)
-    assert rows["greedy"]["verdict"].startswith("below")
+    assert rows["greedy"]["verdict"].startswith("below the teachers' final evaluations")  # never the behaviour ceiling
+    assert np.isnan(rows["greedy"]["ceiling"])
+    art["greedy_curve"] = np.full((2, 3), 12.0)  # above its behaviour data, but that is denoising: read against the
+    assert game_beyond.summary(art)["greedy"]["verdict"].startswith("above the teachers'")  # teachers' evaluations
     assert isinstance(rows["sampled"]["plateau"], stats.Interval)
 
 

@@ -210,10 +210,15 @@ def per_seed(art: Any, mode: str) -> np.ndarray:
     return np.asarray(art[f"{mode}_returns"], dtype=float).mean(axis=1)
 
 
+def plateau_per_seed(curves: np.ndarray) -> np.ndarray:
+    """Each seed's mean return over the last :data:`PLATEAU_SHARE` of its rollout (empty bins skipped)."""
+    n = max(1, round(PLATEAU_SHARE * curves.shape[1]))
+    return np.nanmean(np.asarray(curves, dtype=float)[:, -n:], axis=1)
+
+
 def plateau(curves: np.ndarray) -> stats.Interval:
     """Mean return over the last :data:`PLATEAU_SHARE` of each seed's rollout, with its 95% CI across seeds."""
-    n = max(1, round(PLATEAU_SHARE * curves.shape[1]))
-    return stats.bootstrap_ci(curves[:, -n:].mean(axis=1))
+    return stats.bootstrap_ci(plateau_per_seed(curves))
 
 
 def rise_after_cut(curves: np.ndarray, kept: int) -> stats.Interval:

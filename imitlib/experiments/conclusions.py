@@ -111,9 +111,8 @@ def q2_darkroom(label: str) -> Callable[[dict[str, Any], Scale], Measured]:
     def read(arts: dict[str, Any], scale: Scale) -> Measured:
         art = arts[label]
         row = beyond.summary(art)["sampled"]
-        curves = beyond.per_seed(art, "sampled")
-        n = max(1, round(beyond.PLATEAU_SHARE * curves.shape[1]))
-        return Measured(row["source_end"], curves[:, -n:].mean(axis=1), beyond.references(art)["random"],
+        student = beyond.plateau_per_seed(beyond.per_seed(art, "sampled"))
+        return Measured(row["source_end"], student, beyond.references(art)["random"],
                         f"{row['verdict']}; after the episodes it was trained on it {beyond.trend(row['rise'])}",
                         beyond.side(row["plateau"], row["ceiling"]) == "above")
     return read
@@ -148,9 +147,8 @@ def q2_noise(arts: dict[str, Any], scale: Scale) -> Measured:
     noisy |= {noise.FLOOR: arts[control]} if control in arts else {}
     art, summary = noisy[None], noise.summary(noisy)
     verdict = summary["denoising"] or summary["greedy"]["verdict"]  # scales without the control: against the data
-    curves = np.asarray(art["greedy_returns"], float).mean(axis=1)
-    n = max(1, round(beyond.PLATEAU_SHARE * curves.shape[1]))
-    return Measured(noise.best_in_data(art, "greedy"), curves[:, -n:].mean(axis=1), noise.references(art)["random"],
+    student = beyond.plateau_per_seed(np.asarray(art["greedy_returns"], float).mean(axis=1))
+    return Measured(noise.best_in_data(art, "greedy"), student, noise.references(art)["random"],
                     verdict, verdict.startswith(("more than denoising", "beyond its data")))
 
 
@@ -161,9 +159,7 @@ def q2_game(label: str) -> Callable[[dict[str, Any], Scale], Measured]:
     def read(arts: dict[str, Any], scale: Scale) -> Measured:
         art = arts[label]
         row = game_beyond.summary(art)["sampled"]
-        curves = np.asarray(art["sampled_curve"], float)
-        n = max(1, round(beyond.PLATEAU_SHARE * curves.shape[1]))
-        return Measured(row["teacher_end"], np.nanmean(curves[:, -n:], axis=1), _game_random(scale),
+        return Measured(row["teacher_end"], beyond.plateau_per_seed(art["sampled_curve"]), _game_random(scale),
                         row["verdict"], beyond.side(row["plateau"], row["ceiling"]) == "above")
     return read
 

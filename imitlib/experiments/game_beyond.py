@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from imitlib import artifacts, stats
-from imitlib.experiments.beyond import MODES, PLATEAU_SHARE, keep_first, side, verdict
+from imitlib.experiments.beyond import MODES, PLATEAU_SHARE, keep_first, plateau_per_seed, side, verdict
 from imitlib.experiments.common import CLI, _student_folder, load_or_explain
 from imitlib.experiments.game_students import GAME_STUDENT_CODE, GameStudents, game_students_config
 from imitlib.experiments.teacher import minatar_histories, teacher_artifact
@@ -205,9 +205,7 @@ def load_game_beyond(scale: Scale, cut: float) -> artifacts.Artifact | None:
 def game_plateau(art: Any, mode: str) -> stats.Interval:
     """The student's mean return over the last :data:`PLATEAU_SHARE` of its steps (at least one bin), across
     students."""
-    curves = np.asarray(art[f"{mode}_curve"], dtype=float)
-    n = max(1, round(PLATEAU_SHARE * curves.shape[1]))
-    return stats.bootstrap_ci(np.nanmean(curves[:, -n:], axis=1))
+    return stats.bootstrap_ci(plateau_per_seed(art[f"{mode}_curve"]))
 
 
 def game_ceiling(art: Any) -> float:
@@ -297,7 +295,8 @@ def game_sentence(art: Any | None, read: str) -> str:
     set is not computed yet."""
     if art is None:
         return f"The students reading {read} are not computed at this scale yet."
-    s, g = (summary(art)[mode] for mode in MODES)
+    rows = summary(art)
+    s, g = rows["sampled"], rows["greedy"]
     return (f"Reading {read}, the sampled students end at {float(s['plateau'].estimate):.2f} against a data ceiling "
             f"of {s['ceiling']:.2f} ({s['verdict']}), while their teachers, training on, reached "
             f"{s['teacher_end']:.2f}. Greedy, they end at {float(g['plateau'].estimate):.2f}, {g['verdict']} "

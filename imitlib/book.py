@@ -200,6 +200,7 @@ CH6_STORED = (
     "whole histories, long rollouts",
     "histories cut to their first 10%",
     "histories cut to their first 25%",
+    "histories cut to their first 50%",
     "moving goals, students trained on histories without moves",
     "noise-distilled histories",
     "noise control, epsilon 0.5 throughout",

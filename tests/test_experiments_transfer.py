@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from imitlib import stats
 from imitlib.experiments import new_game, relabelled_room, transfer, transplant
 from imitlib.scale import get_scale
 
@@ -144,3 +145,13 @@ def test_leave_one_out_trains_on_the_scales_games_and_tests_on_the_one_they_neve
     assert games == list(leave_one_out.TRAIN_GAMES) and lab.new_game not in games
     assert lab.student.kind == "ad" and lab.steps == 1_000_000 and lab.seeds == (0, 1, 2, 3, 4)
     assert len(leave_one_out.leave_one_out_config(get_scale("ci"), relabel=True).teachers) == 2
+
+
+def test_the_pretraining_sentence_says_helps_or_hurts_only_when_the_whole_ci_does():
+    def effect(lo: float, hi: float) -> stats.Interval:
+        return stats.Interval(np.float64((lo + hi) / 2), np.float64(lo), np.float64(hi))
+
+    assert transplant.pretraining_text(effect(-7.0, -4.0)).startswith("hurts: 5.50 [4.00, 7.00] less return")
+    assert transplant.pretraining_text(effect(1.0, 3.0)).startswith("helps: 2.00 [1.00, 3.00] more return")
+    assert transplant.pretraining_text(effect(-1.0, 3.0)).startswith("makes no clear difference")
+    assert transplant.pretraining_text(None) == "not measured at this scale yet"

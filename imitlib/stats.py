@@ -28,6 +28,10 @@ class Interval:
     def __str__(self) -> str:
         return f"{float(self.estimate):.2f} [{float(self.low):.2f}, {float(self.high):.2f}]"
 
+    def __neg__(self) -> Interval:
+        """The same interval for the opposite difference (b - a instead of a - b): bounds swap."""
+        return Interval(-self.estimate, -self.high, -self.low)
+
 
 def iqm(x: np.ndarray, axis: int = 0) -> np.ndarray:
     """Interquartile mean: the mean of the middle 50% of values along ``axis``."""

@@ -58,3 +58,8 @@ def test_probability_of_improvement_matches_a_hand_count_and_has_a_sane_interval
     assert float(same.estimate) == 0.5
     with pytest.raises(ValueError, match="at least 2 seeds"):
         probability_of_improvement(np.array([1.0]), np.array([1.0, 2.0]))
+
+
+def test_negating_an_interval_swaps_its_bounds():
+    neg = -stats.Interval(np.float64(2.0), np.float64(1.0), np.float64(4.0))
+    assert (float(neg.estimate), float(neg.low), float(neg.high)) == (-2.0, -4.0, -1.0)

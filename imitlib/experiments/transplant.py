@@ -115,7 +115,7 @@ def pretraining_text(effect: stats.Interval | None) -> str:
         return "not measured at this scale yet"
     against = "than learning from scratch, per evaluation averaged over the run"
     return {"above": f"helps: {effect} more return {against}",
-            "below": f"hurts: {stats.Interval(-effect.estimate, -effect.high, -effect.low)} less return {against}",
+            "below": f"hurts: {-effect} less return {against}",
             "contains": f"makes no clear difference ({effect} per evaluation, the 95% CI contains 0)",
             "missing": "not measured at this scale yet"}[side(effect)]
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from imitlib.stats import bootstrap_ci, iqm, probability_of_improvement, running_mean
+from imitlib.stats import Interval, bootstrap_ci, iqm, probability_of_improvement, running_mean
 
 
 def test_iqm_ignores_the_tails():
@@ -61,5 +61,5 @@ def test_probability_of_improvement_matches_a_hand_count_and_has_a_sane_interval
 
 
 def test_negating_an_interval_swaps_its_bounds():
-    neg = -stats.Interval(np.float64(2.0), np.float64(1.0), np.float64(4.0))
+    neg = -Interval(np.float64(2.0), np.float64(1.0), np.float64(4.0))
     assert (float(neg.estimate), float(neg.low), float(neg.high)) == (-2.0, -4.0, -1.0)

@@ -102,3 +102,31 @@ def test_a_chapter_6_part_is_bit_identical_with_and_without_ray():
     assert set(here) == set(there)
     changed = [k for k in here if k != "wall_seconds" and not np.array_equal(here[k], there[k])]
     assert not changed, f"differ with Ray: {changed}"
+
+
+def test_chapter_6_game_students_train_and_roll_out_on_ray_with_the_same_numbers():
+    """On MinAtar each unit trains a student and rolls it out (the rollouts ran in the driver before): Ray workers
+    give the same curves, losses and episode counts as this process."""
+    ray = pytest.importorskip("ray")
+    import torch
+
+    from imitlib.experiments import game_beyond
+    from imitlib.scale import get_scale
+
+    ci = get_scale("ci")
+    test = game_beyond.game_beyond_config(ci)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as every Ray task runs
+    try:
+        here = game_beyond.run_game_beyond(test, ci, progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    try:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        with sweep.using_ray():
+            there = game_beyond.run_game_beyond(test, ci, progress=False)
+    finally:
+        ray.shutdown()
+    assert set(here) == set(there) and {"sampled_curve", "greedy_curve", "loss"} <= set(here)
+    changed = [k for k in here if not np.array_equal(here[k], there[k], equal_nan=True)]
+    assert not changed, f"differ with Ray: {changed}"

@@ -123,19 +123,35 @@ def step_curve(returns: np.ndarray, ends: np.ndarray, num_envs: int, edges: np.n
 
 
 def train_game_seed(student: Any, history: str, seed: int, run_dir: str | None, progress: bool = True) -> Any:
-    """Student ``seed`` on run ``seed`` of the history at ``history`` (teacher i's): a sweep unit that opens the
-    history itself, from a path every worker sees."""
+    """Student ``seed`` on run ``seed`` of the history at ``history`` (teacher i's): opens the history itself, from
+    a path every worker sees."""
     from imitlib.history import HistoryReader
     from imitlib.imitation import train_student
 
     return train_student(replace(student, seed=seed), HistoryReader(history), [seed], run_dir, progress=progress)
 
 
+def game_seed(student: Any, history: str, seed: int, run_dir: str | None, progress: bool, *, env_id: str,
+              num_envs: int, episodes: int, edges: np.ndarray) -> dict[str, Any]:
+    """A sweep unit: student ``seed`` trained, then rolled out frozen, sampled and greedy, over the teacher's steps
+    after the cut. The rollouts are half a student's time, so they run in the unit (on a Ray worker under
+    ``--ray``), not in the driver; each is seeded by the student's index, so the order does not change a number."""
+    from imitlib.imitation import game_rollout
+
+    run = train_game_seed(student, history, seed, run_dir, progress)
+    out: dict[str, Any] = {"loss": run.loss}
+    for mode in MODES:
+        roll = game_rollout(run.model, env_id, num_envs=num_envs, episodes=episodes,
+                            context_steps=student.context_steps, seed=9000 + seed, greedy=mode == "greedy",
+                            max_steps=round(edges[-1]) // num_envs)
+        out[f"{mode}_curve"] = step_curve(roll["returns"], roll["ends"], num_envs, edges)
+    return out
+
+
 def run_game_beyond(test: GameBeyond, scale: Scale, progress: bool = True) -> dict[str, np.ndarray]:
     """Train student i on teacher i's (cut) history, roll it out frozen for the teacher's steps after the cut,
     sampled and greedy, and keep the teacher's curves over the same steps."""
     from imitlib import sweep
-    from imitlib.imitation import game_rollout
 
     exp, dqn = test.students, test.students.teacher.dqn
     if scale.name == "ci":
@@ -149,17 +165,13 @@ def run_game_beyond(test: GameBeyond, scale: Scale, progress: bool = True) -> di
     edges = np.linspace(0, budget, BINS + 1)
     most_episodes = budget // test.num_envs // 2 + 1  # no episode is shorter than 2 steps: room for every one
     out: dict[str, list] = {f"{mode}_curve": [] for mode in MODES} | {"loss": [], "episodes_read": []}
-    units = [sweep.Unit(f"{game_beyond_name(test)} seed {i}", train_game_seed,
+    units = [sweep.Unit(f"{game_beyond_name(test)} seed {i}", game_seed,
                         (exp.student, str(reader.path), i, None if scale.name == "ci" else str(root / f"seed{i}"),
-                         progress)) for i in range(len(exp.teacher.seeds))]
-    for i, run in enumerate(sweep.run(units)):  # trained here one after another, or as Ray tasks under --ray
-        for mode in MODES:
-            roll = game_rollout(run.model, dqn.env_id, num_envs=test.num_envs, episodes=most_episodes,
-                                context_steps=exp.student.context_steps, seed=9000 + i, greedy=mode == "greedy",
-                                max_steps=budget // test.num_envs)
-            out[f"{mode}_curve"].append(step_curve(roll["returns"], roll["ends"], test.num_envs, edges))
-        out["loss"].append(run.loss)
-        out["episodes_read"].append(reader.run_episodes(i))
+                         progress), {"env_id": dqn.env_id, "num_envs": test.num_envs, "episodes": most_episodes,
+                                     "edges": edges}) for i in range(len(exp.teacher.seeds))]
+    for i, run in enumerate(sweep.run(units)):  # here one after another, or as Ray tasks under --ray
+        for key in out:
+            out[key].append(reader.run_episodes(i) if key == "episodes_read" else run[key])
     cut_step = CUT * dqn.steps  # both sets are read over the steps the teacher trained after the 30% point
     steps, evals = np.asarray(teachers["train_steps"]), np.asarray(teachers["eval_steps"])
     after, later = steps > cut_step, evals > cut_step

@@ -202,6 +202,7 @@ CH6_STORED = (
     "histories cut to their first 25%",
     "histories cut to their first 50%",
     "moving goals, students trained on histories without moves",
+    "moving goals, students trained on histories with 2 moves",
     "noise-distilled histories",
     "noise control, epsilon 0.5 throughout",
     "noise control, epsilon 1.0 throughout",

@@ -73,3 +73,14 @@ def test_students_trained_with_moves_run_end_to_end_at_ci():
 def test_as_many_training_moves_as_the_test_are_refused():
     with pytest.raises(ValueError, match="train_moves must be in"):
         moving.moving_config(get_scale("ci"), moving.TEST_MOVES)
+
+
+@pytest.mark.parametrize("shift, word, chance", [(0.2, "helped", "1.00"), (-0.2, "hurt", "0.00"),
+                                                 (0.0, "made no difference", "0.50")])
+def test_whether_seeing_moves_in_training_helped_needs_the_whole_interval_off_one_half(shift, word, chance):
+    plan = np.r_[np.full(40, 0), np.full(40, 13)]
+    levels = np.array([5.0, 6.0, 7.0, 8.0, 9.0])[:, None]  # five seeds, each level held over both stretches
+    without = np.tile(np.r_[np.full(40, 6.5), np.full(40, 9.0)], (5, 1)) * levels / 10
+    with_moves = without + np.r_[np.full(40, 13.0), np.full(40, 18.0)] * (shift * 3)  # every seed clear of all
+    text = moving.training_moves_effect(hand_made(with_moves, without, plan), hand_made(without, without, plan))
+    assert f"seeing moves in training {word}" in text and f"probability {chance} [" in text

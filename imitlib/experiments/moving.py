@@ -282,15 +282,32 @@ def numbers(arts: dict[int, Any]) -> dict[str, Any]:
             out[f"{key}_drop"] = str(row["drop"]) if row else MISSING
             out[f"{key}_verdict"] = row["verdict"] if row else MISSING
             out[f"{key}_recovery"] = row["recovery"] if row else MISSING
-    out[f"ch6_moves{TRAIN_MOVES}_sentence"] = moves_sentence(arts.get(TRAIN_MOVES))
+    out[f"ch6_moves{TRAIN_MOVES}_sentence"] = moves_sentence(arts.get(TRAIN_MOVES), arts.get(0))
     return out
 
 
-def moves_sentence(art: Any | None) -> str:
-    """The prose's sentence on the students trained with moves, or that they are not computed (and how)."""
+def moves_sentence(art: Any | None, without: Any | None = None) -> str:
+    """The prose's sentence on the students trained with moves, against chapter 4's students (``without``) where
+    both are stored, or that they are not computed (and how)."""
     if art is None:
         return "The students trained on histories with moves are not computed at this scale yet."
     row = summary(art)["student_sampled"]
-    return (f"Trained on histories with moves, the students settle at {row['before']:.0%} of the optimum before the "
+    text = (f"Trained on histories with moves, the students settle at {row['before']:.0%} of the optimum before the "
             f"first move and {row['after']:.0%} after: the student {row['verdict']}, recovering in "
             f"{row['recovery']}.")
+    return text if without is None else f"{text} {training_moves_effect(art, without)}"
+
+
+def training_moves_effect(art: Any, without: Any) -> str:
+    """Did seeing moves in training help? The probability that a student trained with moves settles higher after
+    the moves than one trained without (sampled), with its 95% CI; "helped" or "hurt" only when the CI excludes
+    0.5 (the chapter's rule: the whole interval on one side)."""
+    after = {k: settled(a, "student", "sampled")[:, 1:].mean(1) for k, a in (("with", art), ("without", without))}
+    chance = stats.probability_of_improvement(after["with"], after["without"])
+    word = {"above": "helped", "below": "hurt", "contains": "made no difference we can resolve",
+            "missing": "was not measured"}[side(chance, 0.5)]
+    other = summary(without)["student_sampled"]
+    return (f"Against chapter 4's students ({other['before']:.0%} before, {other['after']:.0%} after; recovering in "
+            f"{other['recovery']}), seeing moves in training {word}: a student trained with them settles higher "
+            f"after the moves with probability {float(chance.estimate):.2f} [{float(chance.low):.2f}, "
+            f"{float(chance.high):.2f}] (0.5: no difference).")

@@ -220,11 +220,12 @@ def summary(art: Any) -> dict[str, dict[str, Any]]:
 
 
 def recovery_text(episodes: np.ndarray) -> str:
-    """Words for :func:`recovery` ``(seeds, moves)``: the median over the moves it recovered from, and how many."""
+    """Words for :func:`recovery` ``(seeds, moves)``, to follow "recovers": the median over the moves it recovered
+    from, and how many."""
     ok = episodes[~np.isnan(episodes)]
     if ok.size == 0:
         return f"never before the next move (0 of {episodes.size} moves over all seeds)"
-    return f"{np.median(ok):.0f} episodes (median; recovered from {ok.size} of {episodes.size} moves over all seeds)"
+    return f"in {np.median(ok):.0f} episodes (median; recovered from {ok.size} of {episodes.size} moves over all seeds)"
 
 
 def plot_moving(ax: Any, art: Any, mode: str, title: str, legend: bool = True) -> None:
@@ -247,7 +248,7 @@ def plot_moving(ax: Any, art: Any, mode: str, title: str, legend: bool = True) -
 
 
 TABLE_HEADER = ["students trained on", "who", "settled before the first move (share of optimum)", "after the moves",
-                "drop in share [95% CI]", "recovers to 80% of the optimum in"]
+                "drop in share [95% CI]", f"recovers to {RECOVERED:.0%} of the optimum"]
 SET_LABELS = {0: "histories without moves", TRAIN_MOVES: f"histories with {TRAIN_MOVES} moves"}
 
 
@@ -293,7 +294,7 @@ def moves_sentence(art: Any | None, without: Any | None = None) -> str:
         return "The students trained on histories with moves are not computed at this scale yet."
     row = summary(art)["student_sampled"]
     text = (f"Trained on histories with moves, the students settle at {row['before']:.0%} of the optimum before the "
-            f"first move and {row['after']:.0%} after: the student {row['verdict']}, recovering in "
+            f"first move and {row['after']:.0%} after: the student {row['verdict']}, recovering "
             f"{row['recovery']}.")
     return text if without is None else f"{text} {training_moves_effect(art, without)}"
 
@@ -307,7 +308,7 @@ def training_moves_effect(art: Any, without: Any) -> str:
     word = {"above": "helped", "below": "hurt", "contains": "made no difference we can resolve",
             "missing": "was not measured"}[side(chance, 0.5)]
     other = summary(without)["student_sampled"]
-    return (f"Against chapter 4's students ({other['before']:.0%} before, {other['after']:.0%} after; recovering in "
+    return (f"Against chapter 4's students ({other['before']:.0%} before, {other['after']:.0%} after; recovering "
             f"{other['recovery']}), seeing moves in training {word}: a student trained with them settles higher "
             f"after the moves with probability {float(chance.estimate):.2f} [{float(chance.low):.2f}, "
             f"{float(chance.high):.2f}] (0.5: no difference).")

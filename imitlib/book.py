@@ -207,6 +207,7 @@ CH6_STORED = (
     "noise control, epsilon 0.5 throughout",
     "noise control, epsilon 1.0 throughout",
     "MinAtar Breakout, whole histories",
+    "MinAtar Breakout, first 30% of training",
 )
 
 # chapter 7's results stored at lab so far (same rule)

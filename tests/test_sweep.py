@@ -77,28 +77,34 @@ def test_students_and_an_ablation_are_bit_identical_with_and_without_ray():
             assert np.array_equal(np.asarray(a[key]), np.asarray(b[key])), key
 
 
-def test_a_chapter_6_part_is_bit_identical_with_and_without_ray():
-    """Chapter 6's truncated-history students (two at ci) fan out the same way: same artifact arrays either way."""
+def here_and_on_ray(compute):
+    """``compute()`` in this process at one thread (as every Ray task runs), then inside a local 2-worker Ray."""
     ray = pytest.importorskip("ray")
     import torch
 
-    from imitlib.experiments import beyond
-    from imitlib.scale import get_scale
-
-    ci = get_scale("ci")
-    test = beyond.beyond_config(ci, ci.beyond.fractions[0])
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as every Ray task runs
+    torch.set_num_threads(1)
     try:
-        here = beyond.run_beyond(test, ci, progress=False)
+        here = compute()
     finally:
         torch.set_num_threads(threads)
     try:
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
         with sweep.using_ray():
-            there = beyond.run_beyond(test, ci, progress=False)
+            there = compute()
     finally:
         ray.shutdown()
+    return here, there
+
+
+def test_a_chapter_6_part_is_bit_identical_with_and_without_ray():
+    """Chapter 6's truncated-history students (two at ci) fan out the same way: same artifact arrays either way."""
+    from imitlib.experiments import beyond
+    from imitlib.scale import get_scale
+
+    ci = get_scale("ci")
+    test = beyond.beyond_config(ci, ci.beyond.fractions[0])
+    here, there = here_and_on_ray(lambda: beyond.run_beyond(test, ci, progress=False))
     assert set(here) == set(there)
     changed = [k for k in here if k != "wall_seconds" and not np.array_equal(here[k], there[k])]
     assert not changed, f"differ with Ray: {changed}"
@@ -107,26 +113,12 @@ def test_a_chapter_6_part_is_bit_identical_with_and_without_ray():
 def test_chapter_6_game_students_train_and_roll_out_on_ray_with_the_same_numbers():
     """On MinAtar each unit trains a student and rolls it out (the rollouts ran in the driver before): Ray workers
     give the same curves, losses and episode counts as this process."""
-    ray = pytest.importorskip("ray")
-    import torch
-
     from imitlib.experiments import game_beyond
     from imitlib.scale import get_scale
 
     ci = get_scale("ci")
     test = game_beyond.game_beyond_config(ci)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as every Ray task runs
-    try:
-        here = game_beyond.run_game_beyond(test, ci, progress=False)
-    finally:
-        torch.set_num_threads(threads)
-    try:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
-        with sweep.using_ray():
-            there = game_beyond.run_game_beyond(test, ci, progress=False)
-    finally:
-        ray.shutdown()
+    here, there = here_and_on_ray(lambda: game_beyond.run_game_beyond(test, ci, progress=False))
     assert set(here) == set(there) and {"sampled_curve", "greedy_curve", "loss"} <= set(here)
     changed = [k for k in here if not np.array_equal(here[k], there[k], equal_nan=True)]
     assert not changed, f"differ with Ray: {changed}"

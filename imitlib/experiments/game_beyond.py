@@ -132,7 +132,7 @@ def train_game_seed(student: Any, history: str, seed: int, run_dir: str | None, 
 
 
 def game_seed(student: Any, history: str, seed: int, run_dir: str | None, progress: bool, *, env_id: str,
-              num_envs: int, episodes: int, edges: np.ndarray) -> dict[str, Any]:
+              num_envs: int, episodes: int, budget: int, edges: np.ndarray) -> dict[str, Any]:
     """A sweep unit: student ``seed`` trained, then rolled out frozen, sampled and greedy, over the teacher's steps
     after the cut. The rollouts are half a student's time, so they run in the unit (on a Ray worker under
     ``--ray``), not in the driver; each is seeded by the student's index, so the order does not change a number."""
@@ -143,7 +143,7 @@ def game_seed(student: Any, history: str, seed: int, run_dir: str | None, progre
     for mode in MODES:
         roll = game_rollout(run.model, env_id, num_envs=num_envs, episodes=episodes,
                             context_steps=student.context_steps, seed=9000 + seed, greedy=mode == "greedy",
-                            max_steps=round(edges[-1]) // num_envs)
+                            max_steps=budget // num_envs)
         out[f"{mode}_curve"] = step_curve(roll["returns"], roll["ends"], num_envs, edges)
     return out
 
@@ -168,7 +168,7 @@ def run_game_beyond(test: GameBeyond, scale: Scale, progress: bool = True) -> di
     units = [sweep.Unit(f"{game_beyond_name(test)} seed {i}", game_seed,
                         (exp.student, str(reader.path), i, None if scale.name == "ci" else str(root / f"seed{i}"),
                          progress), {"env_id": dqn.env_id, "num_envs": test.num_envs, "episodes": most_episodes,
-                                     "edges": edges}) for i in range(len(exp.teacher.seeds))]
+                                     "budget": budget, "edges": edges}) for i in range(len(exp.teacher.seeds))]
     for i, run in enumerate(sweep.run(units)):  # here one after another, or as Ray tasks under --ray
         for key in out:
             out[key].append(reader.run_episodes(i) if key == "episodes_read" else run[key])

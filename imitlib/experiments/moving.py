@@ -310,5 +310,4 @@ def training_moves_effect(art: Any, without: Any) -> str:
     other = summary(without)["student_sampled"]
     return (f"Against chapter 4's students ({other['before']:.0%} before, {other['after']:.0%} after; recovering "
             f"{other['recovery']}), seeing moves in training {word}: a student trained with them settles higher "
-            f"after the moves with probability {float(chance.estimate):.2f} [{float(chance.low):.2f}, "
-            f"{float(chance.high):.2f}] (0.5: no difference).")
+            f"after the moves with probability {chance} (0.5: no difference).")

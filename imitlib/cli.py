@@ -339,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
                         "histories; darkroom: AD students in rooms with relabelled actions")
     p.add_argument("--relabel", action="store_true",
                    help="leave-one-out: every training history relabelled (channels and actions permuted)")
-    ray_flag(p, "leave-one-out")
+    ray_flag(p, "students, leave-one-out")
     p.add_argument("--scale", default=None, help="ci, lab or full (default: $IMITLIB_SCALE or lab)")
     p.set_defaults(fn=cmd_transfer)
     p = sub.add_parser("restamp", help="after a proof test passes, mark the stale results it covers as current")

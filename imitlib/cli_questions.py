@@ -82,12 +82,18 @@ def beyond_game(cut: float | None, scale: Scale) -> int:
     return 0
 
 
+RAY_PARTS = ("students", "leave-one-out")  # the transfer parts whose students fan out under --ray
+
+
 def cmd_transfer(args: argparse.Namespace) -> int:
     """Chapter 7: a game the student never saw. Each part computes and stores its result, resumably."""
-    if (args.relabel or args.ray is not None) and args.part != "leave-one-out":
-        flag = "--relabel" if args.relabel else "--ray"
-        print(f"python -m imitlib transfer: {flag} applies to --part leave-one-out only, not {args.part}; drop it",
+    if args.relabel and args.part != "leave-one-out":
+        print(f"python -m imitlib transfer: --relabel applies to --part leave-one-out only, not {args.part}; drop it",
               file=sys.stderr)
+        return 2
+    if args.ray is not None and args.part not in RAY_PARTS:
+        print(f"python -m imitlib transfer: --ray applies to --part {' or '.join(RAY_PARTS)} only, not {args.part}; "
+              "drop it", file=sys.stderr)
         return 2
     scale = get_scale(args.scale)
     with ray_or_here(args.ray):

@@ -102,9 +102,11 @@ def _usage_error(capsys, argv: list[str]) -> str:
     (["beyond", "--part", "sideways"], "argument --part: invalid choice: 'sideways'"),
     (["transfer", "--part", "chess"], "argument --part: invalid choice: 'chess'"),
     (["transfer", "--part", "darkroom", "--relabel"], "--relabel applies to --part leave-one-out only"),
+    (["transfer", "--part", "teacher", "--ray"], "--ray applies to --part students or leave-one-out only"),
 ])
 def test_known_bad_input_is_one_line_and_exit_2(capsys, argv, says):
-    if argv[0] == "student" or "--relabel" in argv:  # refused after parsing, by the command itself
+    refused_by_command = argv[0] == "student" or (argv[0] == "transfer" and {"--relabel", "--ray"} & set(argv))
+    if refused_by_command:  # refused after parsing, by the command itself
         assert main(argv) == 2
         err = capsys.readouterr().err
         assert len(err.strip().splitlines()) == 1

@@ -122,3 +122,18 @@ def test_chapter_6_game_students_train_and_roll_out_on_ray_with_the_same_numbers
     assert set(here) == set(there) and {"sampled_curve", "greedy_curve", "loss"} <= set(here)
     changed = [k for k in here if not np.array_equal(here[k], there[k], equal_nan=True)]
     assert not changed, f"differ with Ray: {changed}"
+
+
+def test_chapter_7_frozen_students_train_and_roll_out_on_ray_with_the_same_numbers():
+    """Chapter 7's frozen students are one unit each (train, then play the new game): Ray workers give the same
+    step curves, for both kinds and decodings, as this process."""
+    from imitlib.experiments import new_game
+    from imitlib.scale import get_scale
+
+    ci = get_scale("ci")
+    test = new_game.frozen_config(ci)
+    here, there = here_and_on_ray(lambda: new_game.run_frozen(test, ci, progress=False))
+    assert set(here) == set(there) and {"ed_sampled_curve", "ad_greedy_curve", "edges"} <= set(here)
+    assert here["ed_sampled_curve"].shape[0] == len(test.ed.teacher.seeds)
+    changed = [k for k in here if not np.array_equal(here[k], there[k], equal_nan=True)]
+    assert not changed, f"differ with Ray: {changed}"

@@ -12,7 +12,7 @@ Breakout returns (chapters 4 and 6) are the reference for what each student can 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -26,6 +26,7 @@ from imitlib.experiments.game_beyond import (
     game_beyond_config,
     game_beyond_name,
     student_history,
+    train_game_seed,
 )
 from imitlib.experiments.game_students import (
     GAME_STUDENT_CODE,
@@ -69,16 +70,6 @@ def student_readers(test: FrozenOnNewGame, scale: Scale) -> dict[str, Any]:
     return {"ed": HistoryReader(folder / "expert"), "ad": student_history(test.ad, folder, scale)}
 
 
-def game_student(test: FrozenOnNewGame, kind: str, seed: int, reader: Any, scale: Scale, progress: bool) -> Any:
-    """Student ``seed`` of a kind, from the checkpoint its own chapter trained (or trained now, identically)."""
-    from imitlib.imitation import train_student
-
-    exp, cfg = (test.ed, test.ed.student) if kind == "ed" else (test.ad, test.ad.students.student)
-    root = _student_folder(game_students_name(test.ed) if kind == "ed" else game_beyond_name(test.ad), exp, scale)
-    return train_student(replace(cfg, seed=seed), reader, [seed], None if scale.name == "ci" else root / f"seed{seed}",
-                         progress=progress).model
-
-
 def midpoint_curve(returns: np.ndarray, ends: np.ndarray, num_envs: int, edges: np.ndarray) -> np.ndarray:
     """Mean return of the episodes whose midpoint falls in each bin of environment steps (NaN for an empty bin).
 
@@ -94,25 +85,49 @@ def midpoint_curve(returns: np.ndarray, ends: np.ndarray, num_envs: int, edges: 
     return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
 
-def run_frozen(test: FrozenOnNewGame, scale: Scale, progress: bool = True) -> dict[str, np.ndarray]:
-    """Every student of both kinds on the new game, sampled and greedy, read in bins of environment steps."""
+def frozen_seed(student: Any, history: str, seed: int, run_dir: str | None, progress: bool, *, env_id: str,
+                num_envs: int, steps: int, edges: np.ndarray) -> dict[str, np.ndarray]:
+    """A sweep unit: student ``seed`` of either kind, from the checkpoint its own chapter trained (or trained now,
+    identically), then rolled out frozen on the new game, sampled and greedy. The rollouts are half a unit's time, so
+    they run in the unit (on a Ray worker under ``--ray``); each is seeded by the student's index, so neither the
+    order nor the machine changes a number."""
     from imitlib.imitation import game_rollout
 
+    model = train_game_seed(student, history, seed, run_dir, progress).model
+    vector_steps = steps // num_envs
+    out = {}
+    for mode in MODES:
+        roll = game_rollout(model, env_id, num_envs=num_envs, episodes=vector_steps // 2 + 1,
+                            context_steps=student.context_steps, seed=9500 + seed, greedy=mode == "greedy",
+                            max_steps=vector_steps)
+        out[mode] = midpoint_curve(roll["returns"], roll["ends"], num_envs, edges)
+    return out
+
+
+def run_frozen(test: FrozenOnNewGame, scale: Scale, progress: bool = True) -> dict[str, np.ndarray]:
+    """Every student of both kinds on the new game, sampled and greedy, read in bins of environment steps: one sweep
+    unit per student (AD first, the longer ones, so two workers finish together)."""
+    from imitlib import sweep
+
     edges = np.linspace(0, test.steps, BINS + 1)
-    vector_steps = test.steps // test.num_envs
-    out: dict[str, Any] = {"edges": edges}
     readers = student_readers(test, scale)
-    for kind in KINDS:
-        student = test.ed.student if kind == "ed" else test.ad.students.student
-        for mode in MODES:
-            out[f"{kind}_{mode}_curve"] = []
+    students = {"ed": (test.ed.student, game_students_name(test.ed), test.ed),
+                "ad": (test.ad.students.student, game_beyond_name(test.ad), test.ad)}
+    units, keys = [], []
+    for kind in sorted(KINDS):  # "ad" before "ed"
+        student, name, exp = students[kind]
+        root = _student_folder(name, exp, scale)
         for i in range(len(test.ed.teacher.seeds)):
-            model = game_student(test, kind, i, readers[kind], scale, progress)
-            for mode in MODES:
-                roll = game_rollout(model, test.env_id, num_envs=test.num_envs, episodes=vector_steps // 2 + 1,
-                                    context_steps=student.context_steps, seed=9500 + i, greedy=mode == "greedy",
-                                    max_steps=vector_steps)
-                out[f"{kind}_{mode}_curve"].append(midpoint_curve(roll["returns"], roll["ends"], test.num_envs, edges))
+            units.append(sweep.Unit(f"{name} seed {i} on {test.env_id}", frozen_seed,
+                                    (student, str(readers[kind].path), i,
+                                     None if scale.name == "ci" else str(root / f"seed{i}"), progress),
+                                    {"env_id": test.env_id, "num_envs": test.num_envs, "steps": test.steps,
+                                     "edges": edges}))
+            keys.append(kind)
+    out: dict[str, Any] = {"edges": edges} | {f"{k}_{m}_curve": [] for k in KINDS for m in MODES}
+    for kind, curves in zip(keys, sweep.run(units), strict=True):  # here one after another, or as Ray tasks
+        for mode in MODES:
+            out[f"{kind}_{mode}_curve"].append(curves[mode])
     return {k: np.asarray(v) for k, v in out.items()}
 
 
@@ -126,8 +141,8 @@ def frozen_artifact(test: FrozenOnNewGame, scale: Scale, progress: bool = True) 
 
     return artifacts.cached(FROZEN_NAME, test, lambda: run_frozen(test, scale, progress), scale=scale.name,
                             code=(*GAME_STUDENT_CODE, keep_first, game_beyond_config, cut_update, episodes_before,
-                                  student_history, midpoint_curve, frozen_config, student_readers, game_student,
-                                  run_frozen))
+                                  student_history, midpoint_curve, frozen_config, student_readers, train_game_seed,
+                                  frozen_seed, run_frozen))
 
 
 COMMAND = f"{CLI} transfer --part students --scale {{scale}}"

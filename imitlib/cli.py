@@ -309,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--env", type=env_id, default=None, help="minatar: game id (default: the scale's teacher game)")
     p.add_argument("--scaling", action="store_true",
                    help="minatar: ED students and behaviour cloning on 20, 100 and 500 expert episodes per teacher")
-    ray_flag(p, "darkroom")
+    ray_flag(p, "Dark Room students and --data minatar --scaling")
     p.add_argument("--scale", default=None, help="ci, lab or full (default: $IMITLIB_SCALE or lab)")
     p.set_defaults(fn=cmd_student)
     p = sub.add_parser("incontext", help="chapter 5: in-context regression, AD on held-out goals, probes, ablations")

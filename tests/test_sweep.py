@@ -137,3 +137,18 @@ def test_chapter_7_frozen_students_train_and_roll_out_on_ray_with_the_same_numbe
     assert here["ed_sampled_curve"].shape[0] == len(test.ed.teacher.seeds)
     changed = [k for k in here if not np.array_equal(here[k], there[k], equal_nan=True)]
     assert not changed, f"differ with Ray: {changed}"
+
+
+def test_question_1_data_scaling_is_bit_identical_with_and_without_ray():
+    """Question 1's data-scaling grid (sizes x teachers, one ED student and one BC network per unit) gives the same
+    returns, agreements and accuracies on Ray workers as in this process."""
+    from imitlib.experiments import data_scaling
+    from imitlib.scale import get_scale
+
+    ci = get_scale("ci")
+    test = data_scaling.scaling_config(ci)
+    here, there = here_and_on_ray(lambda: data_scaling.run_scaling(test, ci, progress=False))
+    grid = (len(test.episodes), len(test.students.teacher.seeds))
+    assert set(here) == set(there) and here["ed_returns"].shape == grid
+    changed = [k for k in here if not np.array_equal(here[k], there[k], equal_nan=True)]
+    assert not changed, f"differ with Ray: {changed}"

@@ -95,50 +95,57 @@ def expert_subset(reader: Any, folder: Path, episodes: int) -> Any:
     return HistoryReader(part)
 
 
-def run_scaling(test: DataScaling, scale: Scale, progress: bool = True) -> dict[str, np.ndarray]:
-    """At every size: an ED student and a BC network per teacher, trained on that many of its expert episodes and
-    rolled out as chapter 4 rolls out its students."""
+def scaling_unit(test: DataScaling, episodes: int, seed: int, expert: str, weights: dict[str, np.ndarray],
+                 run_dir: str | None, progress: bool = True) -> dict[str, float]:
+    """A sweep unit: teacher ``seed``'s ED student and BC network on its first ``episodes`` expert episodes (at
+    ``expert``, a path every worker sees), each rolled out as chapter 4 rolls out its students; ``weights`` are the
+    teachers' final weights, so a worker trains no teacher. Every draw is seeded by ``seed``: order changes nothing."""
     import imitlib.dqn
     import imitlib.envs.games
     from imitlib.history import HistoryReader
     from imitlib.imitation import game_rollout, train_student
 
     exp, dqn = test.students.teacher, test.students.teacher.dqn
+    spec = imitlib.envs.games.game_spec(dqn.env_id, full_action_space=dqn.full_action_space, channels=dqn.channels)
+    teacher = teacher_network(artifacts.Artifact(weights, {}, None, loaded=True), exp, seed)
+    reader = expert_subset(HistoryReader(Path(expert) / "expert"), Path(expert), episodes)
+    updates = scaled_updates(test, episodes)
+    cfg = replace(test.students.student, updates=updates, warmup=max(1, updates // 20),
+                  checkpoint_every=max(1, min(250, updates // 4)), seed=seed)
+    run = train_student(cfg, reader, [seed], run_dir, progress=progress)
+    roll = game_rollout(run.model, dqn.env_id, num_envs=test.students.num_envs, episodes=test.students.eval_episodes,
+                        context_steps=cfg.context_steps, seed=2000 + seed, teacher=teacher)
+    obs, actions = imitlib.bc.recorded_steps(reader, seed, spec)
+    net, accuracy = imitlib.bc.train_bc(replace(test.bc, seed=seed), obs, actions, spec)
+    played = [imitlib.dqn.play(net, dqn, spec, seed=2000 + seed * 100 + k, epsilon=EXPERT_EPSILON, max_steps=10_000)
+              for k in range(test.students.num_envs * test.students.eval_episodes)]
+    frames = np.concatenate([p[0] for p in played])
+    return {"ed_returns": float(np.nanmean(roll["returns"])), "ed_agreement": float(roll["agreement"]),
+            "ed_accuracy": float(run.accuracy[-1]), "bc_returns": float(np.mean([p[2].sum() for p in played])),
+            "bc_agreement": imitlib.bc.agreement(net, teacher, frames, spec), "bc_accuracy": float(accuracy)}
+
+
+def run_scaling(test: DataScaling, scale: Scale, progress: bool = True) -> dict[str, np.ndarray]:
+    """At every size: an ED student and a BC network per teacher, one sweep unit each (in process, or Ray tasks
+    under ``--ray``), largest size first so the longest units start first."""
+    from imitlib import sweep
+    from imitlib.history import HistoryReader
+
+    exp, dqn = test.students.teacher, test.students.teacher.dqn
     teachers = teacher_artifact(exp, scale, progress)
     folder = recorded_dataset(f"{dqn.env_id.replace('/', '_')}-expert{max(test.episodes)}", test, scale,
                               lambda f: record_expert(test, teachers, f))
-    spec = imitlib.envs.games.game_spec(dqn.env_id, full_action_space=dqn.full_action_space, channels=dqn.channels)
+    for n in test.episodes:  # the subsets, written here once, so two workers never write the same one
+        expert_subset(HistoryReader(folder / "expert"), folder, n)
+    weights = {k: v for k, v in teachers.data.items() if k.startswith("weights/")}
     root = _student_folder(SCALING_NAME, test, scale)
-    out: dict[str, list] = {k: [] for k in ("ed_returns", "ed_agreement", "ed_accuracy", "bc_returns", "bc_agreement",
-                                            "bc_accuracy")}
-    for n in test.episodes:
-        reader = expert_subset(HistoryReader(folder / "expert"), folder, n)
-        updates = scaled_updates(test, n)
-        cfg = replace(test.students.student, updates=updates, warmup=max(1, updates // 20),
-                      checkpoint_every=max(1, min(250, updates // 4)))
-        row: dict[str, list] = {k: [] for k in out}
-        for i in range(len(exp.seeds)):
-            teacher = teacher_network(teachers, exp, i)
-            run = train_student(replace(cfg, seed=i), reader, [i],
-                                None if scale.name == "ci" else root / f"n{n}-seed{i}", progress=progress)
-            roll = game_rollout(run.model, dqn.env_id, num_envs=test.students.num_envs,
-                                episodes=test.students.eval_episodes, context_steps=cfg.context_steps, seed=2000 + i,
-                                teacher=teacher)
-            row["ed_returns"].append(np.nanmean(roll["returns"]))
-            row["ed_agreement"].append(float(roll["agreement"]))
-            row["ed_accuracy"].append(run.accuracy[-1])
-            obs, actions = imitlib.bc.recorded_steps(reader, i, spec)
-            net, accuracy = imitlib.bc.train_bc(replace(test.bc, seed=i), obs, actions, spec)
-            played = [imitlib.dqn.play(net, dqn, spec, seed=2000 + i * 100 + k, epsilon=EXPERT_EPSILON,
-                                       max_steps=10_000) for k in range(test.students.num_envs
-                                                                       * test.students.eval_episodes)]
-            row["bc_returns"].append(np.mean([p[2].sum() for p in played]))
-            frames = np.concatenate([p[0] for p in played])
-            agree = imitlib.bc.agreement(net, teacher, frames, spec)
-            row["bc_agreement"].append(agree)
-            row["bc_accuracy"].append(accuracy)
-        for k, v in row.items():
-            out[k].append(v)
+    grid = [(n, i) for n in sorted(test.episodes, reverse=True) for i in range(len(exp.seeds))]
+    units = [sweep.Unit(f"{SCALING_NAME} {n} episodes seed {i}", scaling_unit,
+                        (test, n, i, str(folder), weights, None if scale.name == "ci" else str(root / f"n{n}-seed{i}"),
+                         progress)) for n, i in grid]
+    done = dict(zip(grid, sweep.run(units), strict=True))
+    keys = ("ed_returns", "ed_agreement", "ed_accuracy", "bc_returns", "bc_agreement", "bc_accuracy")
+    out = {k: [[done[n, i][k] for i in range(len(exp.seeds))] for n in test.episodes] for k in keys}
     return {"episodes": np.array(test.episodes), "teacher_returns": np.asarray(teachers["eval_returns"])[:, -1],
             **{k: np.array(v) for k, v in out.items()}}  # (sizes, seeds)
 
@@ -152,7 +159,7 @@ def scaling_artifact(test: DataScaling, scale: Scale, progress: bool = True) -> 
 
     return artifacts.cached(SCALING_NAME, test, lambda: run_scaling(test, scale, progress), scale=scale.name,
                             code=(*GAME_STUDENT_CODE, imitlib.bc, keep_first, scaling_config, scaled_updates,
-                                  record_expert, expert_subset, run_scaling))
+                                  record_expert, expert_subset, scaling_unit, run_scaling))
 
 
 COMMAND = f"{CLI} student --kind ed --data minatar --scaling --scale {{scale}}"

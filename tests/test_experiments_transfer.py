@@ -36,6 +36,20 @@ def test_start_and_end_are_the_first_and_last_tenth_and_skip_empty_bins():
     assert float(edges["gain"].estimate) == pytest.approx(17.5)
 
 
+def test_the_students_end_is_read_against_random_play_for_each_kind():
+    """Below random play for both kinds says so (and what it means); a split names each kind; none stored says so."""
+    flat = np.linspace(-0.1, 0.1, 6)[:, None] + np.zeros((6, 50))  # six students, each flat; no draws from RNG
+    art = {f"{k}_sampled_curve": 0.5 + flat for k in new_game.KINDS}
+    assert new_game.against_random(art, 2.82) == ("both kinds end below random play (2.82): what they bring from "
+                                                  "Breakout does worse here than no policy at all")
+    art["ad_sampled_curve"] = 5 + flat
+    assert new_game.against_random(art, 2.82) == ("the ED students end below random play and the AD students above "
+                                                  "random play (2.82)")
+    art["ed_sampled_curve"] = 2.82 + flat
+    assert new_game.against_random(art, 2.82).startswith("the ED students end level with random play")
+    assert new_game.against_random(None, 2.82) == "not measured at this scale yet"
+
+
 def test_a_frozen_policy_reads_flat_by_midpoint_where_by_end_it_seems_to_improve():
     """Episodes of random length and return equal to length, in one environment: no learning at all."""
     from imitlib.experiments.game_beyond import step_curve

@@ -19,7 +19,7 @@ import numpy as np
 
 from imitlib import artifacts, plots
 from imitlib.experiments import transfer
-from imitlib.experiments.beyond import MODES
+from imitlib.experiments.beyond import MODES, side
 from imitlib.experiments.common import CLI, _student_folder, load_or_explain
 from imitlib.experiments.game_beyond import (
     GameBeyond,
@@ -215,8 +215,28 @@ def table_rows(art: Any | None, mode: str, random: float) -> list[list[Any]]:
                          np.asarray(art[f"{k}_{mode}_curve"], dtype=float), random) for k in KINDS]
 
 
+WHERE_WORDS = {"below": "below random play", "contains": "level with random play", "above": "above random play",
+               "missing": "too rarely finishing an episode to be read"}
+
+
+def against_random(art: Any | None, random: float, mode: str = "sampled") -> str:
+    """Where each kind's end (its 95% CI across students) sits against random play on the new game, in words:
+    a student can fail to improve and still be good, or be worse than pressing buttons at random."""
+    if art is None:
+        return "not measured at this scale yet"
+    where = {}
+    for kind in KINDS:
+        edges = transfer.start_end(np.asarray(art[f"{kind}_{mode}_curve"], dtype=float))
+        where[kind] = "missing" if edges is None else side(edges["end"], random)
+    if where["ed"] != where["ad"]:
+        return (f"the ED students end {WHERE_WORDS[where['ed']]} and the AD students {WHERE_WORDS[where['ad']]} "
+                f"({random:.2f})")
+    below = ": what they bring from Breakout does worse here than no policy at all" if where["ed"] == "below" else ""
+    return f"both kinds end {WHERE_WORDS[where['ed']]} ({random:.2f}){below}"
+
+
 def numbers(art: Any | None, random: float) -> dict[str, Any]:
-    """What the prose cites: each kind's summary per decoding."""
+    """What the prose cites: each kind's summary per decoding, and where the sampled students end against random."""
     return {f"ch7_{kind}_{mode}": transfer.summary_text(
         None if art is None else np.asarray(art[f"{kind}_{mode}_curve"], dtype=float), random)
-        for kind in KINDS for mode in MODES}
+        for kind in KINDS for mode in MODES} | {"ch7_students_vs_random": against_random(art, random)}

@@ -247,7 +247,7 @@ def rows(scale: Scale) -> list[Row]:
         Row("Q3", room, "AD in rooms with relabelled actions", 7, ("Dark Room with relabelled actions",), q3_room,
             "room"),
         *[Row("Q3", game, f"frozen Breakout {kind.upper()} students on Space Invaders", 7, (frozen, si),
-              q3_game(frozen, f"{kind}_sampled_curve")) for kind in ("ed", "ad")],
+              q3_game(frozen, f"{kind}_sampled_curve"), f"game_{kind}") for kind in ("ed", "ad")],
         *[Row("Q3", game, f"AD on {n_games} other games ({way}) on Space Invaders", 7, (loo.format(way), si),
               q3_game(loo.format(way), "new_sampled_curve")) for relabel, way in ((False, "as recorded"),
                                                                                   (True, "relabelled"))

@@ -88,9 +88,9 @@ def midpoint_curve(returns: np.ndarray, ends: np.ndarray, num_envs: int, edges: 
 def frozen_seed(student: Any, history: str, seed: int, run_dir: str | None, progress: bool, *, env_id: str,
                 num_envs: int, steps: int, edges: np.ndarray) -> dict[str, np.ndarray]:
     """A sweep unit: student ``seed`` of either kind, from the checkpoint its own chapter trained (or trained now,
-    identically), then rolled out frozen on the new game, sampled and greedy. The rollouts are half a unit's time, so
-    they run in the unit (on a Ray worker under ``--ray``); each is seeded by the student's index, so neither the
-    order nor the machine changes a number."""
+    identically), then rolled out frozen on the new game, sampled and greedy. The rollouts are a quarter (AD) to a
+    half (ED) of a unit's time at lab, so they run in the unit (on a Ray worker under ``--ray``); each is seeded by
+    the student's index, so neither the order nor the machine changes a number."""
     from imitlib.imitation import game_rollout
 
     model = train_game_seed(student, history, seed, run_dir, progress).model

@@ -41,7 +41,7 @@ def test_the_students_end_is_read_against_random_play_for_each_kind():
     flat = np.linspace(-0.1, 0.1, 6)[:, None] + np.zeros((6, 50))  # six students, each flat; no draws from RNG
     art = {f"{k}_sampled_curve": 0.5 + flat for k in new_game.KINDS}
     assert new_game.against_random(art, 2.82) == ("both kinds end below random play (2.82): what they bring from "
-                                                  "Breakout does worse here than no policy at all")
+                                                  "Breakout does worse here than pressing buttons at random")
     art["ad_sampled_curve"] = 5 + flat
     assert new_game.against_random(art, 2.82) == ("the ED students end below random play and the AD students above "
                                                   "random play (2.82)")

@@ -231,7 +231,8 @@ def against_random(art: Any | None, random: float, mode: str = "sampled") -> str
     if where["ed"] != where["ad"]:
         return (f"the ED students end {WHERE_WORDS[where['ed']]} and the AD students {WHERE_WORDS[where['ad']]} "
                 f"({random:.2f})")
-    below = ": what they bring from Breakout does worse here than no policy at all" if where["ed"] == "below" else ""
+    below = ": what they bring from Breakout does worse here than pressing buttons at random"
+    below = below if where["ed"] == "below" else ""
     return f"both kinds end {WHERE_WORDS[where['ed']]} ({random:.2f}){below}"
 
 

@@ -152,3 +152,47 @@ def test_question_1_data_scaling_is_bit_identical_with_and_without_ray():
     assert set(here) == set(there) and here["ed_returns"].shape == grid
     changed = [k for k in here if not np.array_equal(here[k], there[k], equal_nan=True)]
     assert not changed, f"differ with Ray: {changed}"
+
+
+
+def kept_units(folder, rerun: bool = False, n: int = 3) -> list:
+    """Units that keep a number and an array each (built by ``dict``, which a Ray worker imports too); on a
+    ``rerun`` their function fails, so running one means its kept result was ignored."""
+    def unit(s: int) -> sweep.Unit:
+        fn, args, kwargs = (int, (f"unit {s} ran again",), {}) if rerun else (dict, (), {
+            "mean": s / 3, "curve": np.arange(s, dtype=np.float64) * 0.1})
+        return sweep.Unit(f"seed {s}", fn, args, kwargs, keep=str(folder / f"s{s}" / "result.npz"))
+    return [unit(s) for s in range(n)]
+
+
+def test_a_finished_unit_is_kept_and_read_back_instead_of_rerun(tmp_path):
+    first = sweep.run(kept_units(tmp_path))
+    assert sorted(p.name for p in tmp_path.glob("s*/*")) == ["result.npz"] * 3  # no temporary file left behind
+    again = sweep.run(kept_units(tmp_path, rerun=True))
+    for a, b in zip(first, again, strict=True):
+        assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+    (tmp_path / "s1" / "result.npz").unlink()  # a unit stopped before it finished runs again
+    with pytest.raises(ValueError, match="unit 1 ran again"):
+        sweep.run(kept_units(tmp_path, rerun=True))
+
+
+def test_a_kept_unit_must_return_a_mapping(tmp_path):
+    unit = sweep.Unit("the list one", list, ((1, 2),), keep=str(tmp_path / "r.npz"))
+    with pytest.raises(sweep.SweepError, match="'the list one' keeps its result, so it must return a mapping"):
+        sweep.run([unit])
+    assert not (tmp_path / "r.npz").exists()
+
+
+def test_on_ray_each_unit_is_kept_as_it_finishes(tmp_path):
+    """The driver writes each result as its task ends; a rerun on Ray reads them all back and runs no task."""
+    ray = pytest.importorskip("ray")
+    try:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        with sweep.using_ray():
+            first = sweep.run(kept_units(tmp_path))
+            again = sweep.run(kept_units(tmp_path, rerun=True))
+    finally:
+        ray.shutdown()
+    here = sweep.run(kept_units(tmp_path / "here"))
+    for h, a, b in zip(here, first, again, strict=True):
+        assert all(np.array_equal(h[k], a[k]) and np.array_equal(h[k], b[k]) for k in h)

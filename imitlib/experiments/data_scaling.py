@@ -140,9 +140,11 @@ def run_scaling(test: DataScaling, scale: Scale, progress: bool = True) -> dict[
     weights = {k: v for k, v in teachers.data.items() if k.startswith("weights/")}
     root = _student_folder(SCALING_NAME, test, scale)
     grid = [(n, i) for n in sorted(test.episodes, reverse=True) for i in range(len(exp.seeds))]
+    runs = {(n, i): None if scale.name == "ci" else root / f"n{n}-seed{i}" for n, i in grid}
+    code = artifacts.code_hash(scaling_code())  # a finished unit's kept result is read back only by this code
     units = [sweep.Unit(f"{SCALING_NAME} {n} episodes seed {i}", scaling_unit,
-                        (test, n, i, str(folder), weights, None if scale.name == "ci" else str(root / f"n{n}-seed{i}"),
-                         progress)) for n, i in grid]
+                        (test, n, i, str(folder), weights, runs[n, i] and str(runs[n, i]), progress),
+                        keep=runs[n, i] and str(runs[n, i] / f"result-{code}.npz")) for n, i in grid]
     done = dict(zip(grid, sweep.run(units), strict=True))
     keys = ("ed_returns", "ed_agreement", "ed_accuracy", "bc_returns", "bc_agreement", "bc_accuracy")
     out = {k: [[done[n, i][k] for i in range(len(exp.seeds))] for n in test.episodes] for k in keys}
@@ -155,11 +157,16 @@ SCALING_NAME = "ch04_ed_data_scaling"
 
 def scaling_artifact(test: DataScaling, scale: Scale, progress: bool = True) -> artifacts.Artifact:
     """The stored result, or computed and stored (hours at ``lab``: the larger students train longer)."""
+    return artifacts.cached(SCALING_NAME, test, lambda: run_scaling(test, scale, progress), scale=scale.name,
+                            code=scaling_code())
+
+
+def scaling_code() -> tuple:
+    """What computes the artifact (its code hash), and so what a kept unit result must have been computed by."""
     from imitlib.experiments.beyond import keep_first
 
-    return artifacts.cached(SCALING_NAME, test, lambda: run_scaling(test, scale, progress), scale=scale.name,
-                            code=(*GAME_STUDENT_CODE, imitlib.bc, keep_first, scaling_config, scaled_updates,
-                                  record_expert, expert_subset, scaling_unit, run_scaling))
+    return (*GAME_STUDENT_CODE, imitlib.bc, keep_first, scaling_config, scaled_updates, record_expert,
+            expert_subset, scaling_unit, run_scaling)
 
 
 COMMAND = f"{CLI} student --kind ed --data minatar --scaling --scale {{scale}}"

@@ -101,7 +101,10 @@ def run_leave_one_out(test: LeaveOneOut, scale: Scale, progress: bool = True) ->
     """Every seed's student (one sweep unit each: in process, or Ray tasks under ``--ray``), stacked by seed."""
     from imitlib import sweep
 
-    units = [sweep.Unit(f"leave-one-out student {i}", student_unit, (test, scale.name, i, progress))
+    root = _student_folder(leave_one_out_name(test), test, scale)
+    code = artifacts.code_hash(leave_one_out_code())  # a finished unit's kept result is read back only by this code
+    units = [sweep.Unit(f"leave-one-out student {i}", student_unit, (test, scale.name, i, progress),
+                        keep=None if scale.name == "ci" else str(root / f"seed{i}" / f"result-{code}.npz"))
              for i in test.seeds]
     seeds = sweep.run(units)
     out = {f"{game}_edges": np.linspace(0, steps, BINS + 1) for game, steps in budgets(test).items()}
@@ -116,9 +119,13 @@ def leave_one_out_name(test: LeaveOneOut) -> str:
 def leave_one_out_artifact(test: LeaveOneOut, scale: Scale, progress: bool = True) -> artifacts.Artifact:
     """The set's stored result, or computed and stored (records the games' teachers first: hours at ``lab``)."""
     return artifacts.cached(leave_one_out_name(test), test, lambda: run_leave_one_out(test, scale, progress),
-                            scale=scale.name, code=(*GAME_STUDENT_CODE, imitlib.multigame, imitlib.augment,
-                                                    midpoint_curve, leave_one_out_config, training_history,
-                                                    student_unit, budgets, run_leave_one_out))
+                            scale=scale.name, code=leave_one_out_code())
+
+
+def leave_one_out_code() -> tuple:
+    """What computes a set's artifact (its code hash), and so what a kept unit result must have been computed by."""
+    return (*GAME_STUDENT_CODE, imitlib.multigame, imitlib.augment, midpoint_curve, leave_one_out_config,
+            training_history, student_unit, budgets, run_leave_one_out)
 
 
 def command(relabel: bool) -> str:

@@ -233,3 +233,32 @@ def test_data_scaling_grows_the_data_and_the_updates_with_its_square_root():
     assert lab.episodes == (20, 100, 500)
     assert [data_scaling.scaled_updates(lab, n) for n in lab.episodes] == [2000, 4472, 10000]
     assert lab.students.student.kind == "ed" and lab.bc.updates == lab.students.student.updates
+
+
+def scaling_grid(ed: list, bc: list, teacher: float = 10.0) -> dict:
+    """A data-scaling result by hand: returns per (size, teacher) for ED and BC, teachers scoring ``teacher``."""
+    ed, bc = np.asarray(ed, float), np.asarray(bc, float)
+    return {"episodes": np.array([20, 100, 500][:len(ed)]), "teacher_returns": np.full((ed.shape[1], 3), teacher),
+            "ed_returns": ed, "bc_returns": bc, "ed_agreement": np.full(ed.shape, 0.8),
+            "bc_agreement": np.full(ed.shape, 0.7)}
+
+
+def test_data_scaling_shares_verdict_and_reading_follow_their_fixed_rules():
+    from imitlib.experiments import data_scaling
+
+    grid = scaling_grid([[5, 5.5, 4.5, 5, 5], [9, 9.5, 8.5, 9, 9]], [[4, 4, 4, 4, 4], [6, 6.5, 5.5, 6, 6]])
+    assert np.allclose(data_scaling.shares(grid, "ed")[-1], [0.9, 0.95, 0.85, 0.9, 0.9])
+    assert data_scaling.verdict(grid).startswith("yes: the ED students recover 90% of their teachers' return "
+                                                 "with 100 expert episodes (95% CI")
+    text = data_scaling.reading(grid)
+    assert text.startswith("More data helps the ED students (100 against 20 episodes +40%, 95% CI +40% to +40%)")
+    assert "keeps less than the transformer: the transformer is not what limits" in text
+    assert "P(ED > BC) = 1.00" in text
+    flat = scaling_grid([[5, 6, 4, 5, 5], [4, 7, 5, 4, 6]], [[4, 4, 4, 4, 4], [9, 9, 9, 8, 9]])
+    text = data_scaling.reading(flat)
+    assert text.startswith("More data does not measurably change the ED students' share")
+    assert "keeps more than the transformer: the transformer, not the amount of data, limits" in text
+    silent = scaling_grid([[5, 5, 5], [9, 9, 9]], [[4, 4, 4], [6, 6, 6]], teacher=0.0)  # no teacher scored
+    assert np.isnan(data_scaling.shares(silent, "ed")).all()
+    assert data_scaling.reading(silent).startswith("Too few teachers scored")
+    assert data_scaling.verdict(silent).startswith("not measured") and data_scaling.reading(None) == ""

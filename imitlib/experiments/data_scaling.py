@@ -242,6 +242,46 @@ def verdict(art: Any | None) -> str:
         f"(95% CI {float(share.low):.0%} to {float(share.high):.0%})"
 
 
+CLONING = "behaviour cloning with the teacher's own network"
+NOT_LIMIT = "the transformer is not what limits imitation here"
+
+
+def paired(values: np.ndarray) -> np.ndarray:
+    """The teachers (columns) with a number at every row, so two rows compare teacher by teacher."""
+    values = np.asarray(values, dtype=float)
+    return values[:, np.isfinite(values).all(axis=0)]
+
+
+def change_text(diff: stats.Interval, what: str, up: str, down: str, same: str) -> str:
+    """One finding from a paired difference, by the rule fixed before the run: its 95% CI excludes zero."""
+    low, high, mean = float(diff.low), float(diff.high), float(diff.estimate)
+    words = up if low > 0 else down if high < 0 else same
+    return f"{words} ({what} {mean:+.0%}, 95% CI {low:+.0%} to {high:+.0%})"
+
+
+def reading(art: Any | None) -> str:
+    """What the grid says, computed: whether more data moves the ED students' share (largest size against the
+    smallest, teacher by teacher), and whether behaviour cloning keeps more than the transformer at the largest
+    size (with P(ED > BC), rliable's probability of improvement)."""
+    if art is None:
+        return ""
+    n = np.asarray(art["episodes"])
+    ed = paired(shares(art, "ed")[[0, -1]])
+    both = paired(np.stack([shares(art, "ed")[-1], shares(art, "bc")[-1]]))
+    if ed.shape[1] < 2 or both.shape[1] < 2:
+        return "Too few teachers scored at this scale to compare the sizes or the two students."
+    more = change_text(stats.bootstrap_ci(ed[1] - ed[0]), f"{int(n[-1])} against {int(n[0])} episodes",
+                       "More data helps the ED students", "More data hurts the ED students",
+                       "More data does not measurably change the ED students' share")
+    bc = change_text(stats.bootstrap_ci(both[1] - both[0]), "BC minus ED",
+                     f"{CLONING} keeps more than the transformer: the transformer, not the amount of data, limits "
+                     "imitation here", f"{CLONING} keeps less than the transformer: {NOT_LIMIT}",
+                     f"{CLONING} keeps about as much as the transformer: {NOT_LIMIT}")
+    p = stats.probability_of_improvement(both[0], both[1])
+    return f"{more}. At {int(n[-1])} episodes {bc}; P(ED > BC) = {float(p.estimate):.2f} " \
+           f"(95% CI {float(p.low):.2f} to {float(p.high):.2f})."
+
+
 def answer_share(art: Any | None, fallback: float) -> float:
     """The share Question 1's MinAtar answer rests on: the ED students' at the largest size, else chapter 4's."""
     return fallback if art is None else float(np.nanmean(shares(art, "ed")[-1]))
@@ -254,10 +294,11 @@ def numbers(art: Any | None) -> dict[str, Any]:
         return {"ch4_scaling_ed_first": nan, "ch4_scaling_ed_last": nan, "ch4_scaling_bc_last": nan,
                 "ch4_scaling_agreement_last": nan, "ch4_scaling_smallest": 0, "ch4_scaling_largest": 0,
                 "ch4_scaling_basis": "chapter 4's students on 20 expert episodes (the larger data sets are not "
-                                     "computed at this scale yet)"}
+                                     "computed at this scale yet)", "ch4_scaling_reading": ""}
     ed, bc, n = shares(art, "ed"), shares(art, "bc"), np.asarray(art["episodes"])
     return {"ch4_scaling_ed_first": float(np.nanmean(ed[0])), "ch4_scaling_ed_last": float(np.nanmean(ed[-1])),
             "ch4_scaling_bc_last": float(np.nanmean(bc[-1])),
             "ch4_scaling_agreement_last": float(np.asarray(art["ed_agreement"], float)[-1].mean()),
             "ch4_scaling_smallest": int(n[0]), "ch4_scaling_largest": int(n[-1]),
-            "ch4_scaling_basis": f"the students trained on {int(n[-1])} expert episodes per teacher"}
+            "ch4_scaling_basis": f"the students trained on {int(n[-1])} expert episodes per teacher",
+            "ch4_scaling_reading": reading(art)}

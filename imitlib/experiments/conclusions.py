@@ -231,7 +231,7 @@ def rows(scale: Scale) -> list[Row]:
             ("Dark Room AD students", "Dark Room ED students"), q1_darkroom),
         Row("Q1", game, "ED students on chapter 3's expert episodes", 4, ("MinAtar ED students",), q1_game),
         Row("Q1", game, f"ED students on {max(scale.student.scaling_episodes)} expert episodes per teacher", 4,
-            (scaled,), q1_game_scaled),
+            (scaled,), q1_game_scaled, "scaled"),
         Row("Q2", room, f"AD, whole histories, rolled out {scale.beyond.long_factor}x as long", 6, (whole,),
             q2_darkroom(whole), "whole"),
         *[Row("Q2", room, f"AD, histories cut to their first {f:.0%}", 6, (label,), q2_darkroom(label),

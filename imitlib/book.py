@@ -219,7 +219,8 @@ CHAPTERS_IN_ORDER = ("01_tabular_q_learning", "02_dqn_teacher", "03_recording_hi
                      "05_in_context_probes", "06_beyond_the_history", "07_new_game", "08_conclusions")
 
 # chapter 4's results not stored at lab yet (same rule as chapters 6 and 7)
-CH4_NOT_STORED: tuple[str, ...] = ("MinAtar ED students, more expert episodes",)
+SCALING_LABEL = "MinAtar ED students, more expert episodes"  # Q1's data-scaling run (chapter 4)
+CH4_NOT_STORED: tuple[str, ...] = (SCALING_LABEL,)
 
 
 def stored_results() -> list[StoredResult]:
@@ -252,7 +253,7 @@ def every_result() -> list[StoredResult]:
                                 f"{cli} student --kind {kind} --scale {{scale}}"))
     out.append(StoredResult(ch[3], "MinAtar ED students", lambda s: ex.game_students_artifact(
         ex.game_students_config(s), s), f"{cli} student --kind ed --data minatar --scale {{scale}}"))
-    out.append(StoredResult(ch[3], CH4_NOT_STORED[0], lambda s: data_scaling.scaling_artifact(
+    out.append(StoredResult(ch[3], SCALING_LABEL, lambda s: data_scaling.scaling_artifact(
         data_scaling.scaling_config(s), s), data_scaling.COMMAND))
     out.append(StoredResult(ch[4], "ICL regression", lambda s: ex.icl_regression_artifact(
         ex.icl_regression_config(s), s), f"{cli} incontext --part regression --scale {{scale}}"))

@@ -97,7 +97,7 @@ def q1_game_scaled(arts: dict[str, Any], scale: Scale) -> Measured:
     """Chapter 4's data-scaling run, at its largest size: the ED students against their own teachers."""
     from imitlib.experiments import data_scaling
 
-    art = arts[book.CH4_NOT_STORED[0]]
+    art = arts[book.SCALING_LABEL]
     teacher = np.asarray(art["teacher_returns"], float).mean(axis=1)
     share = float(np.nanmean(data_scaling.shares(art, "ed")[-1]))
     return Measured(teacher, np.asarray(art["ed_returns"], float)[-1], _game_random(scale),
@@ -219,7 +219,7 @@ def rows(scale: Scale) -> list[Row]:
     from imitlib.experiments.teacher import teacher_experiment
 
     game = "ALE" if teacher_experiment(scale).dqn.env_id.startswith("ALE/") else "MinAtar"
-    room, whole, scaled = "Dark Room", "whole histories, long rollouts", book.CH4_NOT_STORED[0]
+    room, whole, scaled = "Dark Room", "whole histories, long rollouts", book.SCALING_LABEL
     cut = f"first {game_beyond.CUT:.0%} of training"
     loo, si = "leave one game out, {}", "DQN teachers on Space Invaders"
     frozen = "frozen Breakout students on Space Invaders"

@@ -161,6 +161,21 @@ def test_leave_one_out_trains_on_the_scales_games_and_tests_on_the_one_they_neve
     assert len(leave_one_out.leave_one_out_config(get_scale("ci"), relabel=True).teachers) == 2
 
 
+
+def test_leave_one_out_records_every_game_once_before_any_student_trains(monkeypatch):
+    """Recording is a teacher's training: as units of their own, first, two workers never record one game twice."""
+    from imitlib.experiments import leave_one_out
+
+    ci = get_scale("ci")
+    test = leave_one_out.leave_one_out_config(ci, relabel=False)
+    calls = []
+    monkeypatch.setattr(leave_one_out, "record_game", lambda t, s, e: calls.append(("record", t.dqn.env_id)) or "")
+    monkeypatch.setattr(leave_one_out, "student_unit",
+                        lambda t, s, i, progress=True: calls.append(("student", i)) or {"loss": np.ones(2) * i})
+    out = leave_one_out.run_leave_one_out(test, ci, progress=False)
+    assert calls == [("record", t.dqn.env_id) for t in test.teachers] + [("student", i) for i in test.seeds]
+    assert out["loss"].shape == (len(test.seeds), 2)
+
 def test_the_pretraining_sentence_says_helps_or_hurts_only_when_the_whole_ci_does():
     def effect(lo: float, hi: float) -> stats.Interval:
         return stats.Interval(np.float64((lo + hi) / 2), np.float64(lo), np.float64(hi))

@@ -97,10 +97,19 @@ def budgets(test: LeaveOneOut) -> dict[str, int]:
     return {"new": test.steps, "seen": round(SEEN_SHARE * test.steps)}
 
 
+def record_game(teacher: TeacherExperiment, scale_name: str, every: int) -> str:
+    """A sweep unit: one training game's recorded histories (a teacher's training if absent; else at once)."""
+    from imitlib.scale import get_scale
+
+    return str(minatar_histories(teacher, get_scale(scale_name), every=every))
+
+
 def run_leave_one_out(test: LeaveOneOut, scale: Scale, progress: bool = True) -> dict[str, np.ndarray]:
-    """Every seed's student (one sweep unit each: in process, or Ray tasks under ``--ray``), stacked by seed."""
+    """Every seed's student (one sweep unit each: in process, or Ray tasks under ``--ray``), stacked by seed. The
+    games are recorded first, one unit each, so that two workers never train the same teacher at once."""
     from imitlib import sweep
 
+    sweep.run([sweep.Unit(f"record {t.dqn.env_id}", record_game, (t, scale.name, test.every)) for t in test.teachers])
     root = _student_folder(leave_one_out_name(test), test, scale)
     code = artifacts.code_hash(leave_one_out_code())  # a finished unit's kept result is read back only by this code
     units = [sweep.Unit(f"leave-one-out student {i}", student_unit, (test, scale.name, i, progress),
@@ -125,7 +134,7 @@ def leave_one_out_artifact(test: LeaveOneOut, scale: Scale, progress: bool = Tru
 def leave_one_out_code() -> tuple:
     """What computes a set's artifact (its code hash), and so what a kept unit result must have been computed by."""
     return (*GAME_STUDENT_CODE, imitlib.multigame, imitlib.augment, midpoint_curve, leave_one_out_config,
-            training_history, student_unit, budgets, run_leave_one_out)
+            training_history, record_game, student_unit, budgets, run_leave_one_out)
 
 
 def command(relabel: bool) -> str:

@@ -220,7 +220,7 @@ CHAPTERS_IN_ORDER = ("01_tabular_q_learning", "02_dqn_teacher", "03_recording_hi
 
 # chapter 4's results not stored at lab yet (same rule as chapters 6 and 7)
 SCALING_LABEL = "MinAtar ED students, more expert episodes"  # Q1's data-scaling run (chapter 4)
-CH4_NOT_STORED: tuple[str, ...] = (SCALING_LABEL,)
+CH4_NOT_STORED: tuple[str, ...] = ()
 
 
 def stored_results() -> list[StoredResult]:

@@ -251,9 +251,10 @@ def test_data_scaling_shares_verdict_and_reading_follow_their_fixed_rules():
     assert data_scaling.verdict(grid).startswith("yes: the ED students recover 90% of their teachers' return "
                                                  "with 100 expert episodes (95% CI")
     text = data_scaling.reading(grid)
-    assert text.startswith("More data helps the ED students (100 against 20 episodes +40%, 95% CI +40% to +40%)")
+    assert text.startswith("More data helps the ED students (100 against 20 episodes: +40 points of the "
+                           "teachers' return, 95% CI +40 to +40)")
     assert "keeps less than the transformer: the transformer is not what limits" in text
-    assert "P(ED > BC) = 1.00" in text
+    assert "Unpaired, across teachers, P(ED > BC) = 1.00" in text
     flat = scaling_grid([[5, 6, 4, 5, 5], [4, 7, 5, 4, 6]], [[4, 4, 4, 4, 4], [9, 9, 9, 8, 9]])
     text = data_scaling.reading(flat)
     assert text.startswith("More data does not measurably change the ED students' share")

@@ -256,7 +256,8 @@ def change_text(diff: stats.Interval, what: str, up: str, down: str, same: str) 
     """One finding from a paired difference, by the rule fixed before the run: its 95% CI excludes zero."""
     low, high, mean = float(diff.low), float(diff.high), float(diff.estimate)
     words = up if low > 0 else down if high < 0 else same
-    return f"{words} ({what} {mean:+.0%}, 95% CI {low:+.0%} to {high:+.0%})"
+    return f"{words} ({what}: {100 * mean:+.0f} points of the teachers' return, 95% CI {100 * low:+.0f} to " \
+           f"{100 * high:+.0f})"
 
 
 def reading(art: Any | None) -> str:
@@ -278,8 +279,8 @@ def reading(art: Any | None) -> str:
                      "imitation here", f"{CLONING} keeps less than the transformer: {NOT_LIMIT}",
                      f"{CLONING} keeps about as much as the transformer: {NOT_LIMIT}")
     p = stats.probability_of_improvement(both[0], both[1])
-    return f"{more}. At {int(n[-1])} episodes {bc}; P(ED > BC) = {float(p.estimate):.2f} " \
-           f"(95% CI {float(p.low):.2f} to {float(p.high):.2f})."
+    return f"{more}. At {int(n[-1])} episodes {bc}. Unpaired, across teachers, P(ED > BC) = " \
+           f"{float(p.estimate):.2f} (95% CI {float(p.low):.2f} to {float(p.high):.2f})."
 
 
 def answer_share(art: Any | None, fallback: float) -> float:

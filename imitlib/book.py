@@ -218,8 +218,8 @@ CH7_STORED: tuple[str, ...] = ("DQN transplanted from Breakout", "frozen Breakou
 CHAPTERS_IN_ORDER = ("01_tabular_q_learning", "02_dqn_teacher", "03_recording_histories", "04_transformer_imitation",
                      "05_in_context_probes", "06_beyond_the_history", "07_new_game", "08_conclusions")
 
-# chapter 4's results not stored at lab yet (same rule as chapters 6 and 7)
 SCALING_LABEL = "MinAtar ED students, more expert episodes"  # Q1's data-scaling run (chapter 4)
+# chapter 4's results not stored at lab yet (same rule as chapters 6 and 7): none since the data-scaling run landed
 CH4_NOT_STORED: tuple[str, ...] = ()
 
 

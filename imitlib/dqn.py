@@ -17,7 +17,9 @@ of the same loop, the test oracle for this one, in :mod:`imitlib.dqn_reference`.
   evaluation and an atomic checkpoint of everything that determines the future: weights, target, optimiser,
   replay buffer, random-stream states, counters and metrics. Resuming from a checkpoint therefore continues
   exactly as the uninterrupted run would have (tested on CPU). The episodes cut at a segment boundary are
-  truncations: they are neither replayed across the cut nor logged as finished episodes.
+  truncations: they are neither replayed across the cut nor logged as finished episodes. ``on_segment`` hooks run
+  before the checkpoint and ``on_resume`` after one is loaded, so what a hook writes (a recorder's episodes) can
+  resume with the run.
 * **Evaluation.** At every segment boundary, ``eval_episodes`` fresh episodes per seed at epsilon ``eval_epsilon``
   (0.05, as Nature DQN), raw score, on separate environments and streams: evaluation never changes training.
 """
@@ -145,7 +147,8 @@ class Hooks:
     on_step: Callable[[StepInfo], None] | None = None
     on_episode: Callable[[EpisodeInfo], None] | None = None
     on_update: Callable[[UpdateInfo], None] | None = None
-    on_segment: Callable[[DQNRun], None] | None = None  # after each segment's evaluation and checkpoint
+    on_segment: Callable[[DQNRun], None] | None = None  # after each segment's evaluation, before its checkpoint
+    on_resume: Callable[[DQNRun], None] | None = None  # after a checkpoint is loaded: rewind what outran it
 
 
 # --------------------------------------------------------------------------------------------------
@@ -364,6 +367,8 @@ def train(
     path = Path(run_dir) / CHECKPOINT if run_dir else None
     if path and path.exists():
         load_checkpoint(path, learner)
+        if learner.hooks.on_resume:
+            learner.hooks.on_resume(learner.run())
     state = learner.state
     envs = make_vec_env(cfg.env_id, len(learner.seeds) * cfg.num_envs, sticky=cfg.sticky,
                         full_action_space=cfg.full_action_space, channels=cfg.channels)
@@ -382,12 +387,12 @@ def train(
             state.segment += 1
             state.wall_seconds += time.perf_counter() - start
             state.rng_states = [rng.bit_generator.state for rng in learner.act_rngs + learner.sample_rngs]
+            if learner.hooks.on_segment:  # first: what a hook writes is never behind the checkpoint
+                learner.hooks.on_segment(learner.run())
             if path:
                 save_checkpoint_of(path, learner)
             if bar is not None:
                 bar.set_postfix(eval=f"{returns.mean():.2f}")
-            if learner.hooks.on_segment:
-                learner.hooks.on_segment(learner.run())
             done_segments += 1
             if stop_after_segments is not None and done_segments >= stop_after_segments:
                 break

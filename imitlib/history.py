@@ -170,6 +170,21 @@ class HistoryWriter:
         _write_manifest(self.path, self.manifest)
         self._queued, self._queued_steps = [], 0
 
+    def rewind(self, chunks: int) -> None:
+        """Keep only the first ``chunks`` chunks, dropping the rest and anything queued: a resumed recorder
+        continues from its checkpoint, which counted that many."""
+        have = len(self.manifest["chunks"])
+        if chunks > have:
+            raise HistoryError(f"{self.path} lists {have} chunks, but its recorder's checkpoint counted {chunks}: "
+                               "delete the history and its checkpoint to record anew")
+        self.manifest["chunks"] = self.manifest["chunks"][:chunks]
+        self._queued, self._queued_steps = [], 0
+        listed = {c["name"] for c in self.manifest["chunks"]}
+        for path in self.path.iterdir():  # later chunks, and temporary ones a kill left behind
+            if path.is_dir() and path.name not in listed:
+                shutil.rmtree(path)
+        _write_manifest(self.path, self.manifest)
+
     def close(self) -> None:
         """Write what is queued and leave a complete manifest."""
         self.flush()

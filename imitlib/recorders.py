@@ -6,13 +6,16 @@ for the DQN), and the recorder turns what it is given into :class:`~imitlib.hist
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from imitlib.envs.observations import encode
-from imitlib.history import Episode, HistoryWriter
+from imitlib.history import Episode, HistoryError, HistoryWriter
+from imitlib.io import atomic_write_bytes
 
 
 class TabularRecorder:
@@ -53,6 +56,36 @@ class DQNRecorder:
         self.writer, self.run_ids, self.every = writer, list(run_ids), every
         self._open: dict[tuple[int, int], list[tuple]] = {}
         self._count: dict[int, int] = {}
+
+    def hooks(self, state_dir: Path | None = None) -> Any:
+        """The training loop's hooks (``imitlib.dqn.Hooks``). With a ``state_dir`` the recording resumes with its
+        run: at each segment's end, before the checkpoint, the writer is flushed and the recorder's counts saved
+        beside the number of chunks; a resumed run rewinds the history to the checkpoint's segment."""
+        from imitlib.dqn import Hooks
+
+        if state_dir is None:
+            return Hooks(on_step=self.on_step)
+        return Hooks(on_step=self.on_step, on_segment=lambda run: self._save(state_dir, run.state.segment),
+                     on_resume=lambda run: self._restore(state_dir, run.state.segment))
+
+    def _save(self, state_dir: Path, segment: int) -> None:
+        if self._open:  # a segment's last step cuts every episode
+            raise RuntimeError(f"episodes still open at the end of segment {segment}: {sorted(self._open)}")
+        self.writer.flush()
+        state = {"chunks": len(self.writer.manifest["chunks"]), "counts": {str(s): c for s, c in self._count.items()}}
+        state_dir.mkdir(parents=True, exist_ok=True)
+        text = json.dumps(state).encode()
+        atomic_write_bytes(state_dir / f"segment-{segment:05d}.json", lambda f: f.write(text))
+
+    def _restore(self, state_dir: Path, segment: int) -> None:
+        path = state_dir / f"segment-{segment:05d}.json"
+        if not path.exists():
+            raise HistoryError(f"{path} is missing, so the recording cannot resume from its checkpoint: delete "
+                               f"{state_dir.parent} to record anew")
+        state = json.loads(path.read_text())
+        self.writer.rewind(state["chunks"])
+        self._open.clear()
+        self._count = {int(s): c for s, c in state["counts"].items()}
 
     def on_step(self, step: Any) -> None:  # step: imitlib.dqn.StepInfo
         n_seeds, n_envs = step.actions.shape

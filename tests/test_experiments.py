@@ -163,3 +163,31 @@ def test_ablation_effects_sort_by_interval_against_the_reference():
     effect = experiments.ablation_effects(ci, reference="AD")
     assert effect == {"cost": ["context 1 episode", "context 2 episodes"], "flat": ["context 1 episode"],
                       "kept": ["shuffled episode order"]}
+
+
+def test_a_resumable_recording_gets_its_partial_folder_back(tmp_path, monkeypatch):
+    from imitlib.experiments.common import recorded_dataset
+
+    monkeypatch.setenv("IMITLIB_RESULTS", str(tmp_path / "results"))
+    seen = []
+
+    def record(folder):
+        seen.append(sorted(p.name for p in folder.iterdir()))
+        (folder / f"part{len(seen)}").write_text("x")
+        if len(seen) == 1:
+            raise KeyboardInterrupt  # killed after writing its first part
+        return {"seconds": 1.0}
+
+    lab = get_scale("lab")
+    with pytest.raises(KeyboardInterrupt):
+        recorded_dataset("toy", {"a": 1}, lab, record, resumable=True)
+    folder = recorded_dataset("toy", {"a": 1}, lab, record, resumable=True)
+    assert seen == [[], ["part1"]], "the second call resumed what the first had written"
+    assert sorted(p.name for p in folder.iterdir()) == ["part1", "part2", "provenance.json"]
+    assert recorded_dataset("toy", {"a": 1}, lab, record, resumable=True) == folder and len(seen) == 2
+    assert not list(folder.parent.glob("*.partial*"))
+    seen.clear()
+    with pytest.raises(KeyboardInterrupt):  # not resumable: every call starts from an empty folder
+        recorded_dataset("toy", {"a": 2}, lab, record)
+    recorded_dataset("toy", {"a": 2}, lab, record)
+    assert seen == [[], []]

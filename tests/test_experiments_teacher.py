@@ -134,3 +134,33 @@ def test_the_cleanrl_preset_is_cleanrls_dqn_atari_and_the_table_shows_where_full
     table = {r[0]: r[1:] for r in rows}
     assert table["loss"] == ["huber", "mse"] and table["environments per seed"] == [64, 1]
     assert len(header) == 3 and all(len(r) == 3 for r in rows)
+
+
+def test_an_interrupted_minatar_recording_resumes_to_what_one_run_records(tmp_path, monkeypatch):
+    """Killed after its first segment's checkpoint and again after its second segment's histories were written:
+    the resumed recording equals the uninterrupted one, learning and expert histories and teachers alike."""
+    import imitlib.dqn
+    from imitlib.history import HistoryReader
+
+    whole_timings, whole = teacher.record_minatar(EXP, tmp_path / "whole", progress=False)
+    save = imitlib.dqn.save_checkpoint_of
+
+    def killing_save(path, learner):
+        if learner.state.segment == 2:
+            raise KeyboardInterrupt
+        save(path, learner)
+    monkeypatch.setattr(imitlib.dqn, "save_checkpoint_of", killing_save)
+    with pytest.raises(KeyboardInterrupt):
+        teacher.record_minatar(EXP, tmp_path / "cut", progress=False, run_dir=tmp_path / "run")
+    monkeypatch.undo()
+    timings, resumed = teacher.record_minatar(EXP, tmp_path / "cut", progress=False, run_dir=tmp_path / "run")
+    for part in ("learning", "expert"):
+        a, b = HistoryReader(tmp_path / "whole" / part), HistoryReader(tmp_path / "cut" / part)
+        assert a.n_episodes == b.n_episodes > 0
+        for i in range(a.n_episodes):
+            assert all(np.array_equal(v, b.episode(i)[f]) for f, v in a.episode(i).items()), f"{part} {i}"
+    keys = [k for k in whole if k.startswith(("weights/", "snapshots/", "eval_", "train_", "loss"))]
+    assert len(keys) > 10 and set(keys) <= set(resumed)
+    for key in keys:
+        np.testing.assert_array_equal(resumed[key], whole[key], err_msg=key)
+    assert timings["learning_seconds"] > 0

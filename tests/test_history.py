@@ -297,3 +297,80 @@ def test_queued_episodes_are_copies_not_views_of_the_callers_buffers(tmp_path):
         for values in buffer.values():
             values[...] = 0 if values.dtype != bool else False
     np.testing.assert_array_equal(HistoryReader(tmp_path / "h").window(0, 0, 2)["obs"], want)  # uint8: no cast
+
+
+def test_rewind_keeps_the_first_chunks_and_drops_the_rest(tmp_path):
+    write(tmp_path / "h", [episode(0, i) for i in range(6)], chunk_steps=5)  # one episode per chunk
+    (tmp_path / "h" / ".000009.tmp").mkdir()  # a chunk a kill left half-written
+    with HistoryWriter(tmp_path / "h", obs_kind="test", obs_shape=(2,), n_actions=5, mode="append") as w:
+        w.add(episode(0, 99))  # queued, never written: rewind forgets it
+        w.rewind(2)
+        assert sorted(p.name for p in (tmp_path / "h").iterdir() if p.is_dir()) == ["000000", "000001"]
+        w.add(episode(0, 2))
+    reader = HistoryReader(tmp_path / "h")
+    assert reader.episodes["episode"].tolist() == [0, 1, 2]
+    with pytest.raises(HistoryError, match="lists 3 chunks, but its recorder's checkpoint counted 4"):
+        HistoryWriter(tmp_path / "h", obs_kind="test", obs_shape=(2,), n_actions=5, mode="append").rewind(4)
+
+
+def _record_dqn(path, run_dir, chunk_steps=60):
+    """A 3-segment DQN run with a resumable recorder (every 2nd episode), resuming from ``run_dir``."""
+    from imitlib.dqn import CHECKPOINT, DQNConfig, train
+    from imitlib.recorders import DQNRecorder
+
+    cfg = DQNConfig(steps=600, segment_steps=200, learning_starts=100, buffer_size=1000, batch_size=8,
+                    train_every=2, target_every=50, eps_decay_steps=300, eval_episodes=1)
+    mode = "append" if (run_dir / CHECKPOINT).exists() else "overwrite"
+    with HistoryWriter(path, obs_kind="minatar", obs_shape=(10, 10, 10), n_actions=6, mode=mode,
+                       chunk_steps=chunk_steps) as writer:
+        recorder = DQNRecorder(writer, run_ids=[0, 1], every=2)
+        return train(cfg, [0, 1], hooks=recorder.hooks(run_dir / "recorder"), run_dir=run_dir, progress=False)
+
+
+class Killed(Exception):
+    pass
+
+
+@pytest.mark.parametrize("where", ["mid-segment", "between the recorder's state and the checkpoint"])
+def test_an_interrupted_dqn_recording_resumes_to_the_same_history(tmp_path, monkeypatch, where):
+    import imitlib.dqn
+    from imitlib.recorders import DQNRecorder
+
+    whole = _record_dqn(tmp_path / "whole", tmp_path / "run-whole")
+    if where == "mid-segment":  # killed 70 steps into the second segment, after some of its chunks were written
+        on_step = DQNRecorder.on_step
+
+        def killing_step(self, step):
+            on_step(self, step)
+            if step.env_steps == 270:
+                raise Killed
+        monkeypatch.setattr(DQNRecorder, "on_step", killing_step)
+    else:  # the second segment's episodes are flushed and counted, its checkpoint never written
+        save, calls = imitlib.dqn.save_checkpoint_of, []
+
+        def killing_save(path, learner):
+            calls.append(path)
+            if len(calls) == 2:
+                raise Killed
+            save(path, learner)
+        monkeypatch.setattr(imitlib.dqn, "save_checkpoint_of", killing_save)
+    with pytest.raises(Killed):
+        _record_dqn(tmp_path / "cut", tmp_path / "run-cut")
+    monkeypatch.undo()
+    assert HistoryReader(tmp_path / "cut").n_episodes > 0, "the interrupted run left episodes past its checkpoint"
+    resumed = _record_dqn(tmp_path / "cut", tmp_path / "run-cut")
+    a, b = HistoryReader(tmp_path / "whole"), HistoryReader(tmp_path / "cut")
+    assert a.n_episodes == b.n_episodes > 10
+    for i in range(a.n_episodes):
+        ea, eb = a.episode(i), b.episode(i)
+        assert all(np.array_equal(ea[f], eb[f]) for f in ea), f"episode {i} differs"
+    assert resumed.state.episodes == whole.state.episodes
+
+
+def test_a_recording_without_its_recorder_state_is_refused_in_one_line(tmp_path):
+    import shutil
+
+    _record_dqn(tmp_path / "h", tmp_path / "run")
+    shutil.rmtree(tmp_path / "run" / "recorder")
+    with pytest.raises(HistoryError, match="cannot resume from its checkpoint: delete"):
+        _record_dqn(tmp_path / "h", tmp_path / "run")

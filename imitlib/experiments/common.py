@@ -13,19 +13,39 @@ from imitlib.scale import Scale
 _RECORDED_HERE: set[Path] = set()  # datasets this process recorded: ci records each once per process, not per call
 
 
-def recorded_dataset(name: str, cfg: Any, scale: Scale, record: Any) -> Path:
+def recorded_dataset(name: str, cfg: Any, scale: Scale, record: Any, resumable: bool = False) -> Path:
     """``data/<name>-<scale>-<config hash>``, recorded by ``record(folder)`` first if absent (at ``ci``: if this
     process has not recorded it yet) into a temporary folder that is renamed when complete, with provenance beside
-    the histories."""
+    the histories. A ``resumable`` recorder gets the same partial folder after an interruption, to continue what
+    it holds; one process records it at a time (the others wait, then read it)."""
+    key = artifacts.config_hash(name, cfg, scale.name)
+    folder = artifacts.results_root().parent / "data" / f"{name}-{scale.name}-{key}"
+    if _complete(folder, scale):
+        return folder
+    if not resumable:  # one temporary folder per process: sweeps may record at once
+        return _record_into(folder, folder.with_name(f"{folder.name}.partial-{os.getpid()}"), cfg, scale, record)
+    import fcntl
+
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with open(folder.with_name(f"{folder.name}.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or when its process dies
+        if _complete(folder, scale):  # recorded by the process we waited for
+            return folder
+        return _record_into(folder, folder.with_name(f"{folder.name}.partial"), cfg, scale, record, fresh=False)
+
+
+def _complete(folder: Path, scale: Scale) -> bool:
+    return (folder / "provenance.json").exists() and (scale.name != "ci" or folder in _RECORDED_HERE)
+
+
+def _record_into(folder: Path, tmp: Path, cfg: Any, scale: Scale, record: Any, fresh: bool = True) -> Path:
+    """Record into ``tmp`` (emptied first unless the recorder resumes it), then rename it to ``folder``."""
     import json
     import shutil
 
-    key = artifacts.config_hash(name, cfg, scale.name)
-    folder = artifacts.results_root().parent / "data" / f"{name}-{scale.name}-{key}"
-    if (folder / "provenance.json").exists() and (scale.name != "ci" or folder in _RECORDED_HERE):
-        return folder
-    tmp = folder.with_name(f"{folder.name}.partial-{os.getpid()}")  # one per process: sweeps may record at once
-    shutil.rmtree(tmp, ignore_errors=True)
+    if fresh:
+        shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True, exist_ok=True)
     timings = record(tmp)
     prov = {"config": artifacts.to_jsonable(cfg), "scale": scale.name, "commit": artifacts.git_commit(), **timings}
     (tmp / "provenance.json").write_text(json.dumps(prov, indent=1))

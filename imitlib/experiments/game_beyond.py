@@ -97,19 +97,13 @@ def student_history(test: GameBeyond, folder: Any, scale: Scale) -> Any:
 def ci_teachers(test: GameBeyond, scale: Scale) -> tuple[dict[str, np.ndarray], Any]:
     """At ``ci`` nothing is stored, so the teachers' curves and their recorded histories would each cost a training:
     record the histories once here and keep the curves that training produced (and the folder)."""
-    from imitlib.experiments.common import recorded_dataset
-    from imitlib.experiments.teacher import _minatar_dataset_name, record_minatar
+    from imitlib.experiments.teacher import recorded_minatar
 
-    exp, every, kept = test.students.teacher, test.students.every, {}
-
-    def record(folder: Any) -> dict[str, Any]:
-        timings, kept["teacher"] = record_minatar(exp, folder, every=every)
-        return timings
-
-    folder = recorded_dataset(_minatar_dataset_name(exp, every), exp, scale, record)
-    if "teacher" not in kept:  # this process recorded them earlier: train the teachers' curves once more
+    exp = test.students.teacher
+    folder, teacher = recorded_minatar(exp, scale, test.students.every)
+    if teacher is None:  # this process recorded them earlier: train the teachers' curves once more
         return teacher_artifact(exp, scale).data, folder
-    return kept["teacher"], folder
+    return teacher, folder
 
 
 def step_curve(returns: np.ndarray, ends: np.ndarray, num_envs: int, edges: np.ndarray) -> np.ndarray:

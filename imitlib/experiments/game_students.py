@@ -22,6 +22,7 @@ from imitlib.experiments.teacher import (
     minatar_histories,
     random_returns,
     record_minatar,
+    recorded_minatar,
     teacher_artifact,
     teacher_experiment,
     teacher_network,
@@ -102,7 +103,7 @@ def game_students_artifact(exp: GameStudents, scale: Scale, progress: bool = Tru
 
 GAME_STUDENT_CODE = (  # the source a game's student set's numbers depend on
     imitlib.transformer, imitlib.imitation, imitlib.history, imitlib.recorders,
-    *TEACHER_CODE, record_minatar, minatar_histories,  # the games' data (and the rollout's frame encoding)
+    *TEACHER_CODE, record_minatar, recorded_minatar, minatar_histories,  # the games' data, the rollout's frames
     game_students_config, run_game_students,
 )
 

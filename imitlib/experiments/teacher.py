@@ -6,6 +6,7 @@ stays in the package's ``__init__``; this module only reads what it stores, so e
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -86,19 +87,22 @@ def snapshot_segments(n_segments: int, count: int = 6) -> list[int]:
 
 
 def run_teacher(exp: TeacherExperiment, run_dir: Path | None = None, progress: bool = True,
-                on_step: Any = None) -> dict[str, np.ndarray]:
+                hooks: imitlib.dqn.Hooks | None = None) -> dict[str, np.ndarray]:
     """Train the teachers (resuming from ``run_dir``) and return their metrics and final weights as arrays.
 
     The first seed's weights are also kept after a few log-spaced segments (in ``run_dir/snapshots`` while
     training), so the book can show the teacher playing, and its Q-values, at several points of training.
-    ``on_step`` (a recorder's hook) sees every step; it does not change what is learned.
+    ``hooks`` (a recorder's) see every step, segment end and resume; they do not change what is learned.
     """
+    extra = hooks or imitlib.dqn.Hooks()
     n_segments = -(-exp.dqn.steps // exp.dqn.segment_steps)
     keep = snapshot_segments(n_segments)
     snapshots: dict[int, dict[str, np.ndarray]] = {}
     snap_dir = run_dir / "snapshots" if run_dir else None
 
     def on_segment(run: imitlib.dqn.DQNRun) -> None:
+        if extra.on_segment:
+            extra.on_segment(run)
         if run.state.segment not in keep:
             return
         weights = {k: v[0].detach().clone() for k, v in run.q.online.state_dict().items()}
@@ -108,7 +112,7 @@ def run_teacher(exp: TeacherExperiment, run_dir: Path | None = None, progress: b
             imitlib.io.atomic_write_bytes(snap_dir / f"{run.state.env_steps:010d}.pt", lambda f: torch.save(weights, f))
 
     run = imitlib.dqn.train(exp.dqn, exp.seeds, run_dir=run_dir, progress=progress,
-                            hooks=imitlib.dqn.Hooks(on_step=on_step, on_segment=on_segment))
+                            hooks=replace(extra, on_segment=on_segment))
     if snap_dir and snap_dir.exists():  # snapshots written before an interruption
         for path in sorted(snap_dir.glob("*.pt")):
             blob = torch.load(path, map_location="cpu", weights_only=True)
@@ -145,7 +149,9 @@ def teacher_artifact(exp: TeacherExperiment, scale: Scale, progress: bool = True
     run_dir = artifacts.results_root().parent / "runs" / f"{name}-{scale.name}-{key}"
 
     def compute() -> dict[str, np.ndarray]:
-        recorded = _record_teacher(exp, scale, progress=progress) if exp.dqn.env_id in MINATAR_GAMES else None
+        # MinAtar: train once for chapters 2 and 3 (histories recorded while the teachers learn); None when the
+        # dataset was recorded before, and then the teachers train here without a recorder
+        recorded = recorded_minatar(exp, scale, progress=progress)[1] if exp.dqn.env_id in MINATAR_GAMES else None
         out = recorded or run_teacher(exp, None if scale.name == "ci" else run_dir, progress=progress)
         return {k: v for k, v in out.items() if k != "_run"}
 
@@ -154,20 +160,6 @@ def teacher_artifact(exp: TeacherExperiment, scale: Scale, progress: bool = True
 
 def _teacher_name(exp: TeacherExperiment) -> str:
     return f"ch02_teacher_{exp.dqn.env_id.replace('/', '_')}"
-
-
-def _record_teacher(exp: TeacherExperiment, scale: Scale, every: int = RECORD_EVERY,
-                    progress: bool = True) -> dict[str, np.ndarray] | None:
-    """Train once for chapters 2 and 3: record the histories while the teachers learn and return the teachers'
-    arrays, or None when the dataset was already recorded (then nothing is trained here)."""
-    out: dict[str, dict[str, np.ndarray]] = {}
-
-    def record(folder: Path) -> dict[str, Any]:
-        timings, out["teacher"] = record_minatar(exp, folder, every=every, progress=progress)
-        return timings
-
-    recorded_dataset(_minatar_dataset_name(exp, every), exp, scale, record)
-    return out.get("teacher")
 
 
 def teacher_network(art: artifacts.Artifact, exp: TeacherExperiment, seed_index: int = 0,
@@ -228,34 +220,52 @@ TEACHER_CODE = (imitlib.dqn, imitlib.dqn_checkpoint, imitlib.qnets, imitlib.repl
                 imitlib.envs.observations, teacher_experiment, run_teacher, snapshot_segments)
 
 
+RECORDING_RUN = "teacher-run"  # in a partial dataset folder: the recording's DQN checkpoint and recorder state
+
+
 def _minatar_dataset_name(exp: TeacherExperiment, every: int) -> str:
     return f"{exp.dqn.env_id.replace('/', '_')}-every{every}"
+
+
+def recorded_minatar(exp: TeacherExperiment, scale: Scale, every: int = RECORD_EVERY, progress: bool = True,
+                     ) -> tuple[Path, dict[str, np.ndarray] | None]:
+    """A MinAtar dataset folder, recorded first if absent, and the teachers' arrays if this call trained them.
+
+    Beyond ``ci`` the recording resumes: an interrupted one continues from its last segment's checkpoint (kept in
+    the partial folder, removed once complete) and writes exactly what an uninterrupted one would have."""
+    kept: dict[str, dict[str, np.ndarray]] = {}
+    resumable = scale.name != "ci"
+
+    def record(folder: Path) -> dict[str, Any]:
+        run_dir = folder / RECORDING_RUN if resumable else None
+        timings, kept["teacher"] = record_minatar(exp, folder, every=every, progress=progress, run_dir=run_dir)
+        if run_dir:
+            shutil.rmtree(run_dir)  # the checkpoint holds the replay buffer: not part of the dataset
+        return timings
+
+    folder = recorded_dataset(_minatar_dataset_name(exp, every), exp, scale, record, resumable=resumable)
+    return folder, kept.get("teacher")
 
 
 def minatar_histories(exp: TeacherExperiment, scale: Scale, every: int = RECORD_EVERY) -> Path:
     """A MinAtar teacher dataset folder (``learning/``, ``expert/``), recorded first if absent (a full training).
 
     Recording trains the teachers, so chapter 2's artifact is stored from the same run when it is missing."""
-    teacher: dict[str, dict[str, np.ndarray]] = {}
-
-    def record(folder: Path) -> dict[str, Any]:
-        timings, teacher["arrays"] = record_minatar(exp, folder, every=every)
-        return timings
-
-    folder = recorded_dataset(_minatar_dataset_name(exp, every), exp, scale, record)
+    folder, teacher = recorded_minatar(exp, scale, every)
     if teacher and every == RECORD_EVERY and not artifacts.is_stored(_teacher_name(exp), exp, scale.name):
-        arrays = {k: v for k, v in teacher["arrays"].items() if k != "_run"}
+        arrays = {k: v for k, v in teacher.items() if k != "_run"}
         artifacts.cached(_teacher_name(exp), exp, lambda: arrays, scale=scale.name, code=TEACHER_CODE)
     return folder
 
 
 def record_minatar(exp: TeacherExperiment, folder: Path, every: int = RECORD_EVERY, expert_episodes: int = 20,
-                   expert_epsilon: float = 0.05, progress: bool = True,
+                   expert_epsilon: float = 0.05, progress: bool = True, run_dir: Path | None = None,
                    ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Train the teachers with a recorder attached (every ``every``-th episode of each seed goes to
     ``folder/learning``), then record ``expert_episodes`` per seed of each final teacher in ``folder/expert``.
     Returns the timings and the teachers' arrays (as :func:`run_teacher` gives them): one run serves both
-    chapter 2 and chapter 3.
+    chapter 2 and chapter 3. With a ``run_dir`` the teachers checkpoint there every segment, and a rerun resumes
+    from the last checkpoint with the history rewound to it.
     """
     import time
 
@@ -266,14 +276,16 @@ def record_minatar(exp: TeacherExperiment, folder: Path, every: int = RECORD_EVE
                                         channels=exp.dqn.channels)
     meta = {"teacher": artifacts.to_jsonable(exp), "every": every}
     start = time.perf_counter()
+    resuming = run_dir is not None and (run_dir / imitlib.dqn.CHECKPOINT).exists()
     with HistoryWriter(folder / "learning", obs_kind=spec.kind, obs_shape=spec.obs_shape, n_actions=spec.n_actions,
-                       mode="overwrite", meta=meta) as writer:
+                       mode="append" if resuming else "overwrite", meta=meta) as writer:
         for i, seed in enumerate(exp.seeds):
             writer.set_run(i, game=exp.dqn.env_id, seed=seed)
         recorder = DQNRecorder(writer, range(len(exp.seeds)), every=every)
-        teacher = run_teacher(exp, progress=progress, on_step=recorder.on_step)
+        teacher = run_teacher(exp, run_dir, progress=progress,
+                              hooks=recorder.hooks(run_dir / "recorder" if run_dir else None))
         run = teacher["_run"]
-    learning_seconds = time.perf_counter() - start
+    learning_seconds = run.state.wall_seconds  # the teachers' training, summed over resumptions
     with HistoryWriter(folder / "expert", obs_kind=spec.kind, obs_shape=spec.obs_shape, n_actions=spec.n_actions,
                        mode="overwrite", meta={**meta, "expert_epsilon": expert_epsilon}) as writer:
         for i, seed in enumerate(exp.seeds):

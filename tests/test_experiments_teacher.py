@@ -142,7 +142,7 @@ def test_an_interrupted_minatar_recording_resumes_to_what_one_run_records(tmp_pa
     import imitlib.dqn
     from imitlib.history import HistoryReader
 
-    whole_timings, whole = teacher.record_minatar(EXP, tmp_path / "whole", progress=False)
+    _, whole = teacher.record_minatar(EXP, tmp_path / "whole", progress=False)
     save = imitlib.dqn.save_checkpoint_of
 
     def killing_save(path, learner):

@@ -176,6 +176,35 @@ def test_leave_one_out_records_every_game_once_before_any_student_trains(monkeyp
     assert calls == [("record", t.dqn.env_id) for t in test.teachers] + [("student", i) for i in test.seeds]
     assert out["loss"].shape == (len(test.seeds), 2)
 
+def test_the_leave_one_out_reading_names_each_set_and_game_and_draws_the_dqn_only_on_the_new_game():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from imitlib.experiments import leave_one_out
+
+    edges = np.linspace(0, 100, 51)
+    plain = {"new_sampled_curve": curves(1, 1), "seen_sampled_curve": curves(1, 10), "new_edges": edges,
+             "seen_edges": edges}
+    rows = leave_one_out.table_rows({False: plain}, "seen", "sampled", random=0.5)
+    assert [r[0] for r in rows] == ["AD on other games, as recorded: Breakout, seen (sampled)",
+                                    "AD on other games, relabelled: Breakout, seen (sampled)"]
+    assert rows[0][-1].startswith("learns") and rows[1][-1] == "not measured at this scale yet"
+    assert leave_one_out.table_rows({False: plain}, "new", "sampled", 0.5)[0][-1].startswith("does not improve")
+    scratch = {"train_steps": np.arange(50), "train_returns": curves(0, 5)}
+    labels = {}
+    for game in ("new", "seen"):
+        fig, ax = plt.subplots()
+        leave_one_out.plot_leave_one_out(ax, {False: plain}, game, "sampled", 0.5, game, teachers={"scratch": scratch})
+        labels[game] = " | ".join(line.get_label() for line in ax.get_lines())
+        plt.close(fig)
+    assert transplant.LABELS["scratch"] in labels["new"] and transplant.LABELS["scratch"] not in labels["seen"]
+    assert leave_one_out.LABELS[False] in labels["seen"]
+    only = transplant.table_rows({"scratch": scratch}, "sampled", 0.5, ("scratch",))
+    assert [r[0] for r in only] == ["DQN from scratch (training behaviour, ε-greedy)"]
+
+
 def test_the_pretraining_sentence_says_helps_or_hurts_only_when_the_whole_ci_does():
     def effect(lo: float, hi: float) -> stats.Interval:
         return stats.Interval(np.float64((lo + hi) / 2), np.float64(lo), np.float64(hi))

@@ -159,9 +159,14 @@ LABELS = {False: "AD on other games, as recorded", True: "AD on other games, rel
 
 
 def plot_leave_one_out(ax: Any, arts: dict[bool, Any], game: str, mode: str, random: float, title: str,
-                       legend: bool = True) -> None:
+                       legend: bool = True, teachers: dict[str, Any] | None = None) -> None:
     """The students' return against environment steps on the new (or the seen) game, one decoding, with random
-    play's."""
+    play's and, on the new game, the DQN learning it from scratch (part 1's ``teachers``) under the same decoding."""
+    from imitlib.experiments import transplant
+
+    if game == "new" and teachers and "scratch" in teachers:
+        steps, returns = transplant.curves({"scratch": teachers["scratch"]}, mode)["scratch"]
+        plots.curve_with_ci(ax, returns, x=steps, label=transplant.LABELS["scratch"], color=plots.COLORS["teacher"])
     for relabel, art in arts.items():
         c = np.asarray(art[f"{game}_{mode}_curve"], dtype=float)
         edges = np.asarray(art[f"{game}_edges"], dtype=float)
@@ -173,10 +178,14 @@ def plot_leave_one_out(ax: Any, arts: dict[bool, Any], game: str, mode: str, ran
     plots.label(ax, "environment steps", "return per episode", title, legend=legend)
 
 
+GAME_NAMES = {"new": "Space Invaders, unseen", "seen": "Breakout, seen"}
+
+
 def table_rows(arts: dict[bool, Any], game: str, mode: str, random: float) -> list[list[Any]]:
-    """Each set's start, end, gain and verdict on a game under one decoding."""
-    return [transfer.row(f"{LABELS[r]} ({mode})", np.asarray(arts[r][f"{game}_{mode}_curve"], dtype=float)
-                         if r in arts else None, random) for r in SETS]
+    """Each set's start, end, gain and verdict on a game under one decoding (``random``: that game's)."""
+    return [transfer.row(f"{LABELS[r]}: {GAME_NAMES[game]} ({mode})", np.asarray(arts[r][f"{game}_{mode}_curve"],
+                                                                             dtype=float) if r in arts else None,
+                         random) for r in SETS]
 
 
 def setup_numbers(scale: Scale) -> dict[str, Any]:

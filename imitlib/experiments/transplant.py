@@ -136,10 +136,11 @@ def plot_teachers(ax: Any, arts: dict[str, Any], mode: str, random: float, title
 DECODING = {"sampled": "training behaviour, ε-greedy", "greedy": "evaluations, ε = 0.05"}
 
 
-def table_rows(arts: dict[str, Any], mode: str, random: float) -> list[list[Any]]:
-    """The part's table under one decoding: start, end, gain and verdict of each set."""
+def table_rows(arts: dict[str, Any], mode: str, random: float, sets: tuple[str, ...] = tuple(LABELS)
+               ) -> list[list[Any]]:
+    """The part's table under one decoding: start, end, gain and verdict of each set (of ``sets``)."""
     c = curves(arts, mode)
-    return [transfer.row(f"{LABELS[k]} ({DECODING[mode]})", c[k][1] if k in c else None, random) for k in LABELS]
+    return [transfer.row(f"{LABELS[k]} ({DECODING[mode]})", c[k][1] if k in c else None, random) for k in sets]
 
 
 def numbers(arts: dict[str, Any], random: float) -> dict[str, Any]:

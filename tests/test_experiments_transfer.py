@@ -205,6 +205,18 @@ def test_the_leave_one_out_reading_names_each_set_and_game_and_draws_the_dqn_onl
     assert [r[0] for r in only] == ["DQN from scratch (training behaviour, ε-greedy)"]
 
 
+def test_the_leave_one_out_sets_are_placed_against_random_play_by_the_ci_of_their_end():
+    from imitlib.experiments import leave_one_out
+
+    low, high = {"new_sampled_curve": curves(1, 1, noise=0.1)}, {"new_sampled_curve": curves(5, 5, noise=0.1)}
+    assert leave_one_out.against_random({False: low, True: high}, 3.0) == (
+        "trained on the histories as recorded, they end below random play; "
+        "trained relabelled, they end above random play (3.00)")
+    assert leave_one_out.against_random({True: {"new_sampled_curve": curves(3, 3, noise=0.5)}}, 3.0) == (
+        "trained relabelled, they end level with random play (3.00)")
+    assert leave_one_out.against_random({}, 3.0) == "not measured at this scale yet"
+
+
 def test_the_pretraining_sentence_says_helps_or_hurts_only_when_the_whole_ci_does():
     def effect(lo: float, hi: float) -> stats.Interval:
         return stats.Interval(np.float64((lo + hi) / 2), np.float64(lo), np.float64(hi))

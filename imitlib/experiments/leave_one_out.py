@@ -19,7 +19,7 @@ import numpy as np
 import imitlib.multigame
 from imitlib import artifacts, plots
 from imitlib.experiments import transfer
-from imitlib.experiments.beyond import MODES
+from imitlib.experiments.beyond import MODES, side
 from imitlib.experiments.common import CLI, _student_folder, load_or_explain
 from imitlib.experiments.game_beyond import game_beyond_config
 from imitlib.experiments.game_students import GAME_STUDENT_CODE
@@ -188,6 +188,21 @@ def table_rows(arts: dict[bool, Any], game: str, mode: str, random: float) -> li
                          random) for r in SETS]
 
 
+WAYS = {False: "trained on the histories as recorded", True: "trained relabelled"}
+
+
+def against_random(arts: dict[bool, Any], random: float, game: str = "new", mode: str = "sampled") -> str:
+    """Where each stored set's end (its 95% CI across students) sits against random play on a game, in words."""
+    from imitlib.experiments.new_game import WHERE_WORDS
+
+    where = []
+    for relabel, art in sorted(arts.items()):
+        edges = transfer.start_end(np.asarray(art[f"{game}_{mode}_curve"], dtype=float))
+        end = "missing" if edges is None else side(edges["end"], random)
+        where.append(f"{WAYS[relabel]}, they end {WHERE_WORDS[end]}")
+    return "; ".join(where) + f" ({random:.2f})" if where else "not measured at this scale yet"
+
+
 def setup_numbers(scale: Scale) -> dict[str, Any]:
     """The part's settings as the prose states them."""
     test = leave_one_out_config(scale, True)
@@ -201,4 +216,5 @@ def numbers(arts: dict[bool, Any], randoms: dict[str, float]) -> dict[str, Any]:
     ``new`` and the ``seen`` game."""
     return {f"ch7_loo_{'relabelled' if r else 'plain'}_{game}_{mode}": transfer.summary_text(
         np.asarray(arts[r][f"{game}_{mode}_curve"], float) if r in arts else None, randoms[game])
-        for r in SETS for game in ("new", "seen") for mode in MODES}
+        for r in SETS for game in ("new", "seen") for mode in MODES} | {
+        f"ch7_loo_vs_random_{game}": against_random(arts, randoms[game], game) for game in ("new", "seen")}

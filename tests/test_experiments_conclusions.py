@@ -73,6 +73,16 @@ def test_answers_count_what_was_measured_and_name_what_is_pending():
     assert c.answer([_finding("Q1", [9.0, 9.0], True)], "Q1") == "yes: in 1 of 1 comparisons"
 
 
+def test_each_leave_one_out_set_has_a_verdict_sentence_even_where_its_scale_does_not_run_it():
+    loo = c.Finding("Q3", "MinAtar", "AD on 2 other games (relabelled)", 7, c.Measured(10.0, np.ones(3), 2.0,
+                    "does not improve", False), key=c.LOO_KEYS[True])
+    words = c.numbers([loo])
+    assert words["ch8_loo_relabelled_verdict"] == "does not improve"
+    assert words["ch8_loo_plain_verdict"] == "not run at this scale"
+    keys = {row.key for row in c.rows(get_scale("lab"))}
+    assert set(c.LOO_KEYS.values()) <= keys and c.LOO_KEYS[False] not in {row.key for row in c.rows(get_scale("ci"))}
+
+
 def test_every_row_whose_results_are_stored_is_read_at_lab(monkeypatch):
     """The rows the stored lab results allow are measured, with a finite score; the rest are pending, not errors."""
     monkeypatch.delenv(artifacts.RESULTS_ENV, raising=False)

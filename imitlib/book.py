@@ -212,7 +212,8 @@ CH6_STORED = (
 
 # chapter 7's results stored at lab so far (same rule)
 CH7_STORED: tuple[str, ...] = ("DQN transplanted from Breakout", "frozen Breakout students on Space Invaders",
-                               "leave one game out, as recorded", "Dark Room with relabelled actions")
+                               "leave one game out, as recorded", "leave one game out, relabelled",
+                               "Dark Room with relabelled actions")
 
 
 CHAPTERS_IN_ORDER = ("01_tabular_q_learning", "02_dqn_teacher", "03_recording_histories", "04_transformer_imitation",

@@ -29,7 +29,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from imitlib import dqn  # noqa: E402
-from imitlib.experiments.teacher import cleanrl_experiment, record_minatar, teacher_experiment  # noqa: E402
+from imitlib.experiments.teacher import (  # noqa: E402
+    cleanrl_experiment,
+    random_returns,
+    record_minatar,
+    teacher_experiment,
+)
 from imitlib.scale import get_scale  # noqa: E402
 
 NEW_GAME = "ALE/SpaceInvaders-v5"
@@ -39,7 +44,7 @@ def sizes(tiny: bool, minutes: float) -> dict[str, int]:
     """Step counts for each stage: the GPU budget, or a CPU dry run."""
     if tiny:
         return {"bench_steps": 256, "bench_envs": 4, "batch": 16, "train_seconds": 0, "train_steps": 256,
-                "train_envs": 4, "updates": 10, "context": 16, "rollout_steps": 40, "rollout_envs": 2}
+                "train_envs": 4, "updates": 10, "context": 16, "rollout_steps": 1_500, "rollout_envs": 2}
     return {"bench_steps": 32_768, "bench_envs": 64, "batch": 0, "train_seconds": int(60 * (minutes - 4)),
             "train_steps": 0, "train_envs": 64, "updates": 500, "context": 64, "rollout_steps": 2_000,
             "rollout_envs": 8}
@@ -116,14 +121,16 @@ def main() -> int:
     report["student"] = {"updates": run.updates, "loss": run.loss[-1], "accuracy": run.accuracy[-1],
                          "seconds": time.perf_counter() - start}
 
-    # 4. the frozen student on the new game and on its own
+    # 4. the frozen student on the new game and on its own, beside random play (the floor of every comparison)
     curves = {}
     for name, env_id in (("space_invaders", NEW_GAME), ("breakout", exp.dqn.env_id)):
         roll = game_rollout(run.model, env_id, num_envs=n["rollout_envs"], episodes=50, context_steps=n["context"],
                             seed=1, max_steps=n["rollout_steps"], full_action_space=True)
         done = np.isfinite(roll["returns"])
-        report[f"student_on_{name}"] = {"episodes": int(done.sum()),
-                                        "mean_return": float(roll["returns"][done].mean()) if done.any() else None}
+        random = random_returns(env_id, n["rollout_envs"] * 2, seed=1, full_action_space=True)
+        report[f"student_on_{name}"] = {"episodes": int(done.sum()), "steps_per_env": int(roll["steps"]),
+                                        "mean_return": float(roll["returns"][done].mean()) if done.any() else None,
+                                        "random_mean_return": float(random.mean())}
         curves[name] = roll["returns"]
     np.savez(args.out / "curves.npz", **curves)
     report["seconds"] = time.perf_counter() - t0

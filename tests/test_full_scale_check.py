@@ -21,5 +21,7 @@ def test_the_full_scale_check_runs_end_to_end_and_reports_every_stage(tmp_path):
     assert report["throughput_cleanrl"]["num_envs"] == 1 and report["throughput_cleanrl"]["train_every"] == 4
     assert report["teacher"]["steps"] > 0 and report["teacher"]["eval_returns"]
     assert report["student"]["updates"] == 10
-    assert {"student_on_space_invaders", "student_on_breakout"} <= set(report)
+    for game in ("student_on_space_invaders", "student_on_breakout"):  # each game plays whole episodes
+        assert report[game]["episodes"] >= 1 and report[game]["mean_return"] >= 0 and report[game]["steps_per_env"] > 0
+        assert report[game]["random_mean_return"] >= 0
     assert (tmp_path / "histories" / "expert" / "manifest.json").exists() and (tmp_path / "curves.npz").exists()

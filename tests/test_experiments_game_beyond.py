@@ -59,6 +59,12 @@ def test_the_summary_reads_plateau_ceiling_and_teacher():
     art["greedy_curve"] = np.full((2, 3), 12.0)  # above its behaviour data, but that is denoising: read against the
     assert game_beyond.summary(art)["greedy"]["verdict"].startswith("above the teachers'")  # teachers' evaluations
     assert isinstance(rows["sampled"]["plateau"], stats.Interval)
+    said = game_beyond.game_sentence(art, "the first 30% of training")
+    assert said.startswith("Reading the first 30% of training, the sampled students end at 4.00 against a data "
+                           "ceiling of 3.00 (")
+    assert said.endswith("Greedy, they end at 12.00: above the teachers' final evaluations (its 95% CI lies above "
+                         "them), which averaged 10.00.")
+    assert "not computed" in game_beyond.game_sentence(None, "the whole history")
 
 
 def test_bad_cuts_are_refused():

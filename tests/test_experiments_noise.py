@@ -85,3 +85,28 @@ def test_the_part_runs_end_to_end_at_ci():
 def test_bad_epsilons_are_refused():
     with pytest.raises(ValueError, match=r"fixed epsilon must be in \[0, 1\]"):
         noise.noise_config(get_scale("ci"), 1.5)
+
+
+def _greedy_art(returns: np.ndarray) -> dict[str, np.ndarray]:
+    """A hand-made noise artifact: greedy returns (seeds, rollouts, episodes) on goals 3, 3, 8, 8."""
+    return {"greedy_returns": returns, "goals": np.array([3, 3, 8, 8])}
+
+
+def test_greedy_fixity_counts_goals_reached_and_context_blind_rollouts():
+    returns = np.zeros((3, 4, 5))
+    returns[:, 0, :] = 14  # every seed reaches goal 3 in every episode: a fixed route
+    returns[0, 2, 3:] = 9  # seed 0 learns goal 8 late: its return changes, so that rollout is not fixed
+    fixity = noise.greedy_fixity(_greedy_art(returns))
+    assert fixity == {"reached": 1.0, "goals": 2.0, "fixed": 11 / 12}  # seeds reach 2, 1, 1 goals: median 1
+
+
+def test_greedy_sentence_calls_a_fixed_route_only_when_both_sets_are_context_blind():
+    fixed = np.zeros((2, 4, 5))
+    fixed[:, 0, :] = 14
+    changing = fixed.copy()
+    changing[:, 1:, 2:] = 9  # three of four rollouts change: 25% fixed
+    both = noise.greedy_sentence({None: _greedy_art(fixed), noise.FLOOR: _greedy_art(fixed)})
+    assert "reach 1 of 2 held-out goals" in both and "100%" in both and "one fixed route" in both
+    one = noise.greedy_sentence({None: _greedy_art(fixed), noise.FLOOR: _greedy_art(changing)})
+    assert "control: 2 of 2, and 25%" in one and "fixed route" not in one
+    assert noise.greedy_sentence({noise.FLOOR: _greedy_art(fixed)}) == noise.MISSING

@@ -305,5 +305,5 @@ def game_sentence(art: Any | None, read: str) -> str:
     s, g = rows["sampled"], rows["greedy"]
     return (f"Reading {read}, the sampled students end at {float(s['plateau'].estimate):.2f} against a data ceiling "
             f"of {s['ceiling']:.2f} ({s['verdict']}), while their teachers, training on, reached "
-            f"{s['teacher_end']:.2f}. Greedy, they end at {float(g['plateau'].estimate):.2f}, {g['verdict']} "
-            f"({g['teacher_end']:.2f}).")
+            f"{s['teacher_end']:.2f}. Greedy, they end at {float(g['plateau'].estimate):.2f}: {g['verdict']}, "
+            f"which averaged {g['teacher_end']:.2f}.")

@@ -28,7 +28,7 @@ import imitlib.transformer
 from imitlib import artifacts, stats
 from imitlib.envs.darkroom import HORIZON, SIZE, start_cell, transition_table
 from imitlib.experiments.beyond import MODES, data_ceiling, plateau, train_frozen, train_frozen_seed, verdict
-from imitlib.experiments.common import CLI, _student_folder, load_or_explain, recorded_dataset
+from imitlib.experiments.common import CLI, MISSING, _student_folder, load_or_explain, recorded_dataset
 from imitlib.experiments.histories import darkroom_histories_config, goal_split
 from imitlib.experiments.students import darkroom_students_config
 from imitlib.scale import Scale
@@ -249,6 +249,37 @@ def denoising_verdict(student: stats.Interval, control: stats.Interval) -> str:
             "nothing it does needs the improvement in its data to explain it")
 
 
+CONTEXT_BLIND = 0.9  # share of rollouts scoring the same every episode above which greedy play is called a fixed route
+
+
+def greedy_fixity(art: Any) -> dict[str, float]:
+    """Does greedy decoding still read the context? Per seed, the held-out goals its last episode reaches, and the
+    share of rollouts whose return never changes from episode to episode (a context-blind, fixed route)."""
+    returns = np.asarray(art["greedy_returns"], dtype=float)  # (seeds, rollouts, episodes)
+    goals = np.asarray(art["goals"])
+    reached = [len({g for g, r in zip(goals, seed[:, -1], strict=True) if r > 0}) for seed in returns]
+    return {"reached": float(np.median(reached)), "goals": float(len(set(goals.tolist()))),
+            "fixed": float((np.ptp(returns, axis=2) == 0).mean())}
+
+
+def greedy_sentence(arts: dict[float | None, Any]) -> str:
+    """Why greedy rows can coincide: each set's goals reached greedily and its share of context-blind rollouts."""
+    found = {k: greedy_fixity(arts[k]) for k in (None, FLOOR) if k in arts}
+    if None not in found:
+        return MISSING
+    f = found[None]
+    text = (f"Decoded greedily, the AD^ε students reach {f['reached']:.0f} of {f['goals']:.0f} held-out goals in "
+            f"their last episode (median over seeds), and {f['fixed']:.0%} of their rollouts score the same in every "
+            "episode")
+    if FLOOR in found:
+        c = found[FLOOR]
+        text += f"; the students of the ε = {FLOOR:g} control: {c['reached']:.0f} of {c['goals']:.0f}, and "
+        text += f"{c['fixed']:.0%}"
+    if all(v["fixed"] >= CONTEXT_BLIND for v in found.values()):
+        text += ". Greedy decoding follows one fixed route, whatever the context holds"
+    return text + "."
+
+
 def summary(arts: dict[float | None, Any]) -> dict[str, Any]:
     """Per decoding: AD^eps's plateau, the data's best, the verdict against it, and each control's plateau; plus
     the published ratio and the denoising verdict (greedy, against the final noisy policy's control)."""
@@ -309,8 +340,6 @@ def table_rows(arts: dict[float | None, Any]) -> list[list[Any]]:
 
 def numbers(arts: dict[float | None, Any]) -> dict[str, Any]:
     """What the prose cites, under chapter 6's names; sets not computed read as NaN and "not computed"."""
-    from imitlib.experiments.common import MISSING
-
     out: dict[str, Any] = {"ch6_noise_floor": FLOOR, "ch6_noise_decay_share": DECAY_SHARE,
                            "ch6_noise_claimed_ratio": CLAIMED_RATIO}
     ad = arts.get(None)
@@ -326,4 +355,5 @@ def numbers(arts: dict[float | None, Any]) -> dict[str, Any]:
             out[f"ch6_noise_{key}_{mode}_plateau"] = float(control.estimate) if control is not None else float("nan")
     out["ch6_noise_ratio"] = rows["ratio"] if rows else float("nan")
     out["ch6_noise_denoising"] = (rows["denoising"] if rows else None) or MISSING
+    out["ch6_noise_greedy_routes"] = greedy_sentence(arts)
     return out

@@ -191,7 +191,13 @@ class StoredResult:
     chapter: str  # notebook stem, e.g. "04_transformer_imitation"
     label: str
     load: Callable[[Scale], Any]
-    command: str  # ``{scale}`` stands for the scale's name
+    command: str  # ``{scale}`` stands for the scale's name, ``{new_game}`` for chapter 7's unseen game there
+
+    def command_at(self, scale: Scale) -> str:
+        """The command with the scale filled in."""
+        from imitlib.experiments.transfer import new_game
+
+        return self.command.format(scale=scale.name, new_game=new_game(scale))
 
 
 # chapter 6's results stored at lab so far; the rest join as each is computed (the book loads what is stored and
@@ -243,8 +249,8 @@ def every_result() -> list[StoredResult]:
            StoredResult(ch[1], "DQN teachers", lambda s: ex.teacher_artifact(ex.teacher_experiment(s), s),
                         f"{cli} teacher --scale {{scale}}"),
            StoredResult(ch[1], "DQN teachers on Space Invaders", lambda s: ex.teacher_artifact(
-               ex.teacher_experiment(s, transfer.NEW_GAME), s),
-               f"{cli} teacher --env {transfer.NEW_GAME} --scale {{scale}}")]
+               ex.teacher_experiment(s, transfer.new_game(s)), s),
+               f"{cli} teacher --env {{new_game}} --scale {{scale}}")]
     for env in ("MinAtar/Breakout-v0", "MinAtar/SpaceInvaders-v0"):
         out.append(StoredResult(ch[2], f"{env} histories", lambda s, env=env: ex.minatar_histories_artifact(
             ex.teacher_experiment(s, env), s), f"{cli} record minatar --env {env} --scale {{scale}}"))
@@ -324,7 +330,7 @@ def build_plan(scale: Scale) -> dict[str, list[str]]:
         lines = plan.setdefault(result.chapter, [])
         if scale.name == "ci":
             continue  # ci never loads: every chapter computes its tiny pipeline
-        command = result.command.format(scale=scale.name)
+        command = result.command_at(scale)
         with artifacts.dry_run() as seen:
             try:
                 result.load(scale)

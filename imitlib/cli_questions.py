@@ -96,6 +96,12 @@ def cmd_transfer(args: argparse.Namespace) -> int:
               "drop it", file=sys.stderr)
         return 2
     scale = get_scale(args.scale)
+    from imitlib.experiments.leave_one_out import runs_at
+
+    if args.part == "leave-one-out" and not runs_at(scale):
+        print(f"python -m imitlib transfer: --part leave-one-out trains on MinAtar's games, not at {scale.name} "
+              "(ALE); use --scale lab or ci", file=sys.stderr)
+        return 2
     with ray_or_here(args.ray):
         rows = transfer_rows(args, scale)
     for mode, lines in rows.items():
@@ -114,7 +120,8 @@ def transfer_rows(args: argparse.Namespace, scale: Scale) -> dict[str, list[list
         art = part.relabelled_artifact(part.relabelled_config(scale), scale)
         rows = {mode: part.table_rows(art, mode) for mode in ("sampled", "greedy")}
     else:
-        random = transfer.random_return(transfer.NEW_GAME)
+        new_game = transfer.new_game(scale)
+        random = transfer.random_return(new_game)
         if args.part == "leave-one-out":
             from imitlib.experiments import leave_one_out as part
 
@@ -125,15 +132,15 @@ def transfer_rows(args: argparse.Namespace, scale: Scale) -> dict[str, list[list
         elif args.part == "teacher":
             from imitlib.experiments import transplant as part
 
-            test = part.transplant_config(scale)
+            test = part.transplant_config(scale, new_game)
             arts = {"transplant": part.transplant_artifact(test, scale)} | part.load_teachers(scale)
             rows = {mode: part.table_rows(arts, mode, random) for mode in ("sampled", "greedy")}
-            print(f"Breakout teachers on {transfer.NEW_GAME} as they arrive: "
+            print(f"Breakout teachers on {new_game} as they arrive: "
                   f"{arts['transplant']['arrival_returns'].mean():.2f} (random {random:.2f})")
         else:
             from imitlib.experiments import new_game as part
 
-            art = part.frozen_artifact(part.frozen_config(scale), scale)
+            art = part.frozen_artifact(part.frozen_config(scale, new_game), scale)
             rows = {mode: part.table_rows(art, mode, random) for mode in ("sampled", "greedy")}
     return rows
 

@@ -103,9 +103,11 @@ def _usage_error(capsys, argv: list[str]) -> str:
     (["transfer", "--part", "chess"], "argument --part: invalid choice: 'chess'"),
     (["transfer", "--part", "darkroom", "--relabel"], "--relabel applies to --part leave-one-out only"),
     (["transfer", "--part", "teacher", "--ray"], "--ray applies to --part students or leave-one-out only"),
+    (["transfer", "--part", "leave-one-out", "--scale", "full"], "trains on MinAtar's games, not at full (ALE)"),
 ])
 def test_known_bad_input_is_one_line_and_exit_2(capsys, argv, says):
-    refused_by_command = argv[0] == "student" or (argv[0] == "transfer" and {"--relabel", "--ray"} & set(argv))
+    refused_by_command = argv[0] == "student" or (argv[0] == "transfer" and (
+        {"--relabel", "--ray"} & set(argv) or "leave-one-out" in argv))
     if refused_by_command:  # refused after parsing, by the command itself
         assert main(argv) == 2
         err = capsys.readouterr().err

@@ -1,5 +1,7 @@
 """Chapter 7: the 'learns the new game' verdict, the frozen students' step curves, the transplant and the rooms."""
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
@@ -70,7 +72,6 @@ def test_a_frozen_policy_reads_flat_by_midpoint_where_by_end_it_seems_to_improve
 
 
 def test_source_weights_take_every_seeds_final_weights_and_nothing_else():
-    from types import SimpleNamespace
 
     art = SimpleNamespace(data={"weights/weights.0": np.ones((2, 3)), "weights/biases.0": np.zeros((2, 3)),
                                 "snapshots/weights.0": np.ones((4, 3)), "eval_means": np.ones((2, 5))})
@@ -84,6 +85,60 @@ def test_the_transplant_pairs_each_breakout_teacher_with_a_space_invaders_seed_a
     assert test.source.seeds == test.target.seeds
     same = {k: v for k, v in test.source.dqn.__dict__.items() if k != "env_id"}
     assert same == {k: v for k, v in test.target.dqn.__dict__.items() if k != "env_id"}
+
+
+def test_at_full_scale_the_new_game_is_ales_and_every_breakout_weight_fits_it():
+    """Part 5: ALE Breakout's networks move into ALE Space Invaders (all 18 actions in both), not into MinAtar's."""
+    from imitlib.dqn import StackedNet, make_network
+    from imitlib.envs.games import game_spec
+
+    assert transfer.new_game(get_scale("lab")) == transfer.NEW_GAME == "MinAtar/SpaceInvaders-v0"
+    full = get_scale("full")
+    test = transplant.transplant_config(full, transfer.new_game(full))
+    assert (test.source.dqn.env_id, test.target.dqn.env_id) == ("ALE/Breakout-v5", "ALE/SpaceInvaders-v5")
+    specs = [game_spec(t.dqn.env_id, full_action_space=t.dqn.full_action_space) for t in (test.source, test.target)]
+    assert specs[0].n_actions == specs[1].n_actions == 18 and specs[0].obs_shape == specs[1].obs_shape
+    source, target = (StackedNet(lambda t=t, s=s: make_network(t.dqn, s), [0])
+                      for t, s in zip((test.source, test.target), specs, strict=True))
+    target.load_state_dict(source.state_dict())  # strict: every weight has a place of the same shape
+    assert new_game.frozen_config(full, transfer.new_game(full)).env_id == "ALE/SpaceInvaders-v5"
+
+
+def test_frozen_students_play_ale_with_all_18_actions(monkeypatch):
+    """The students learned ALE Breakout with 18 actions; the new game must offer the same 18 (MinAtar: no option)."""
+    import imitlib.imitation
+
+    said = []
+
+    def rollout(model, env_id, **kwargs):
+        said.append(kwargs.get("full_action_space"))
+        return {"returns": np.ones((2, 1)), "ends": np.zeros((2, 1), int)}
+
+    monkeypatch.setattr(new_game, "train_game_seed", lambda *a: SimpleNamespace(model=None))
+    monkeypatch.setattr(imitlib.imitation, "game_rollout", rollout)
+    student = SimpleNamespace(context_steps=8)
+    for env_id in ("ALE/SpaceInvaders-v5", transfer.NEW_GAME):
+        new_game.frozen_seed(student, "h", 0, None, False, env_id=env_id, num_envs=2, steps=8,
+                             edges=np.array([0.0, 8.0]))
+    assert said == [True, True, None, None]  # sampled and greedy on ALE; MinAtar's own action set
+
+
+def test_the_chapter_says_whether_it_stores_its_ale_results(monkeypatch):
+    from imitlib import artifacts
+
+    assert transfer.ale_sentence(get_scale("lab")) == "stores neither of those ALE results: they need a GPU"
+    monkeypatch.setattr(artifacts, "is_stored", lambda name, cfg, scale: scale == "full")
+    assert transfer.ale_sentence(get_scale("lab")).startswith("stores the transplanted teachers and the frozen "
+                                                              "students on ALE")
+    assert transfer.ale_sentence(get_scale("full")).startswith("is the full scale's")
+
+
+def test_leave_one_out_is_not_run_on_ale(capsys):
+    from imitlib.experiments import leave_one_out
+
+    assert leave_one_out.runs_at(get_scale("lab")) and not leave_one_out.runs_at(get_scale("full"))
+    assert leave_one_out.load_leave_one_out(get_scale("full")) == {}
+    assert "MinAtar experiment" in capsys.readouterr().out
 
 
 def test_the_rooms_are_the_original_then_derangements_fixed_by_the_seed():

@@ -20,7 +20,7 @@ RESULTS = book.stored_results()
 def test_stored_lab_artifact_is_current(result, monkeypatch):
     monkeypatch.delenv(artifacts.RECOMPUTE_ENV, raising=False)
     monkeypatch.delenv(artifacts.RESULTS_ENV, raising=False)
-    command = result.command.format(scale="lab")
+    command = result.command_at(get_scale("lab"))
     with artifacts.dry_run() as seen:
         try:
             art = result.load(get_scale("lab"))

@@ -183,7 +183,7 @@ def q3_game(label: str, key: str) -> Callable[[dict[str, Any], Scale], Measured]
     def read(arts: dict[str, Any], scale: Scale) -> Measured:
         curves = np.asarray(arts[label][key], float)
         dqn = np.asarray(arts["DQN teachers on Space Invaders"]["train_returns"], float)
-        random = transfer.random_return(transfer.NEW_GAME)
+        random = transfer.random_return(transfer.new_game(scale))
         return Measured(float(transfer.edge_means(dqn)[1].mean()), transfer.edge_means(curves)[1], random,
                         transfer.learns_text(curves, random), transfer.learns(curves, random))
     return read
@@ -265,7 +265,7 @@ def gather(scale: Scale, labels: set[str]) -> tuple[dict[str, Any], dict[str, st
     for result in book.every_result():
         if result.label not in labels:
             continue
-        command = result.command.format(scale=scale.name)
+        command = result.command_at(scale)
         with artifacts.dry_run() as seen:
             try:
                 art = result.load(scale)

@@ -145,8 +145,17 @@ def command(relabel: bool) -> str:
 SETS = (False, True)  # as recorded; relabelled per history
 
 
+def runs_at(scale: Scale) -> bool:
+    """The part trains on MinAtar's games (:data:`TRAIN_GAMES`), so it runs where the scale's teachers are MinAtar's
+    (ci, lab), not at ``full`` (ALE)."""
+    return teacher_experiment(scale).dqn.env_id in TRAIN_GAMES
+
+
 def load_leave_one_out(scale: Scale) -> dict[bool, artifacts.Artifact]:
     """The scale's sets that are stored (at ``ci``: computed); a missing one is named with its command."""
+    if not runs_at(scale):
+        print(f"leave one game out is a MinAtar experiment: not run at {scale.name} scale (ALE); see it at lab")
+        return {}
     out = {r: load_or_explain(lambda r=r: leave_one_out_artifact(leave_one_out_config(scale, r), scale), scale,
                               command(r)) for r in scale.transfer.leave_one_out_sets}
     return {r: art for r, art in out.items() if art is not None}

@@ -95,11 +95,12 @@ def frozen_seed(student: Any, history: str, seed: int, run_dir: str | None, prog
 
     model = train_game_seed(student, history, seed, run_dir, progress).model
     vector_steps = steps // num_envs
+    ale = {"full_action_space": True} if env_id.startswith("ALE/") else {}  # all 18 actions, as the students were
     out = {}
     for mode in MODES:
         roll = game_rollout(model, env_id, num_envs=num_envs, episodes=vector_steps // 2 + 1,
                             context_steps=student.context_steps, seed=9500 + seed, greedy=mode == "greedy",
-                            max_steps=vector_steps)
+                            max_steps=vector_steps, **ale)
         out[mode] = midpoint_curve(roll["returns"], roll["ends"], num_envs, edges)
     return out
 
@@ -150,7 +151,8 @@ COMMAND = f"{CLI} transfer --part students --scale {{scale}}"
 
 def load_frozen(scale: Scale) -> artifacts.Artifact | None:
     """The stored result (computed at ``ci``), or None and the command that computes it."""
-    return load_or_explain(lambda: frozen_artifact(frozen_config(scale), scale), scale, COMMAND)
+    return load_or_explain(lambda: frozen_artifact(frozen_config(scale, transfer.new_game(scale)), scale), scale,
+                           COMMAND)
 
 
 # --------------------------------------------------------------------------------------------------

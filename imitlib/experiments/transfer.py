@@ -26,7 +26,8 @@ from imitlib import stats
 from imitlib.experiments.beyond import side
 
 EDGE_SHARE = 0.1  # "start" and "end" of a curve: its first and last 10% of experience (steps or episodes)
-NEW_GAME = "MinAtar/SpaceInvaders-v0"  # the game no student saw
+NEW_GAME = "MinAtar/SpaceInvaders-v0"  # the game no student saw (ci, lab)
+ALE_NEW_GAME = "ALE/SpaceInvaders-v5"  # ... at ``full``, where the teachers learn ALE Breakout
 PARTS = ("teacher", "students", "leave-one-out", "darkroom")
 
 
@@ -95,6 +96,14 @@ def row(name: str, curves: np.ndarray | None, random: float) -> list[Any]:
     return [name, str(edges["start"]), str(edges["end"]), str(edges["gain"]), learns_text(curves, random)]
 
 
+def new_game(scale: Any) -> str:
+    """The game no student saw, in the scale's world: MinAtar's Space Invaders beside MinAtar Breakout, ALE's
+    beside ALE Breakout (18 actions in both, so networks and students move between them)."""
+    from imitlib.experiments.teacher import teacher_experiment
+
+    return ALE_NEW_GAME if teacher_experiment(scale).dqn.env_id.startswith("ALE/") else NEW_GAME
+
+
 def random_return(env_id: str) -> float:
     """Mean return of uniformly random play on a game (chapter 4's floor: 100 episodes, fixed seed)."""
     from imitlib.experiments.game_students import random_game_returns
@@ -106,10 +115,30 @@ def setup_numbers(scale: Any, random: float) -> dict[str, Any]:
     """The chapter's settings as the prose states them."""
     from imitlib.experiments.teacher import teacher_experiment
 
-    teacher = teacher_experiment(scale, NEW_GAME)
+    teacher = teacher_experiment(scale, new_game(scale))
     return {"ch7_edge_share": EDGE_SHARE, "ch7_steps": teacher.dqn.steps, "ch7_seeds": len(teacher.seeds),
             "ch7_random": random, "ch7_game_envs": scale.transfer.game_envs,
-            "ch7_eps_decay": teacher.dqn.eps_decay_steps, "ch7_learning_starts": teacher.dqn.learning_starts}
+            "ch7_eps_decay": teacher.dqn.eps_decay_steps, "ch7_learning_starts": teacher.dqn.learning_starts,
+            "ch7_ale": ale_sentence(scale)}
+
+
+def ale_sentence(scale: Any) -> str:
+    """Part 5's state in words ("This copy ..."): whether it stores the chapter's ALE results (``full`` scale)."""
+    from imitlib import artifacts
+    from imitlib.experiments import new_game as students
+    from imitlib.experiments import transplant
+    from imitlib.scale import get_scale
+
+    if new_game(scale) == ALE_NEW_GAME:
+        return "is the full scale's: the games above are ALE's"
+    full = get_scale("full")
+    parts = {"the transplanted teachers": (transplant.TRANSPLANT_NAME,
+                                           transplant.transplant_config(full, ALE_NEW_GAME)),
+             "the frozen students": (students.FROZEN_NAME, students.frozen_config(full, ALE_NEW_GAME))}
+    stored = [label for label, (name, cfg) in parts.items() if artifacts.is_stored(name, cfg, full.name)]
+    if stored:
+        return f"stores {' and '.join(stored)} on ALE: set IMITLIB_SCALE=full to read them here"
+    return "stores neither of those ALE results: they need a GPU"
 
 
 TABLE_HEADER = ["learner", "start (first 10%)", "end (last 10%)", "gain (end - start)", "verdict"]

@@ -79,7 +79,7 @@ COMMAND = f"{CLI} transfer --part teacher --scale {{scale}}"
 def load_teachers(scale: Scale) -> dict[str, artifacts.Artifact]:
     """From scratch (chapter 2's teachers on the new game) and transplanted, those that are stored (at ``ci``:
     computed); a missing one is named with the command that computes it."""
-    test = transplant_config(scale)
+    test = transplant_config(scale, transfer.new_game(scale))
     out = {"scratch": load_or_explain(lambda: teacher_artifact(test.target, scale), scale,
                                       f"{CLI} record minatar --env {test.target.dqn.env_id} --scale {{scale}}"),
            "transplant": load_or_explain(lambda: transplant_artifact(test, scale), scale, COMMAND)}

@@ -83,6 +83,21 @@ def test_each_leave_one_out_set_has_a_verdict_sentence_even_where_its_scale_does
     assert set(c.LOO_KEYS.values()) <= keys and c.LOO_KEYS[False] not in {row.key for row in c.rows(get_scale("ci"))}
 
 
+def test_the_game_rows_of_question_3_are_one_sentence_with_how_many_end_below_random():
+    def game(test: str, ends: list[float], verdict: str) -> c.Finding:
+        return c.Finding("Q3", "MinAtar", test, 7, c.Measured(np.array([10.0, 10.0]), np.array(ends), 2.0, verdict,
+                                                             False))
+
+    room = c.Finding("Q3", "Dark Room", "rooms", 7, c.Measured(9.0, np.array([0.1, 0.1]), 0.3, "other", False))
+    same = [room, game("ED", [0.5, 0.7], "flat"), game("AD", [2.5, 3.5], "flat")]
+    assert c.q3_games(same) == ("By chapter 7's rule, sampling, all 2: flat. 1 of 2 end below random play (2.00: "
+                                "the 95% CI of their end lies under it), where the DQN learning the game from "
+                                "scratch ends at 10.00")
+    mixed = c.q3_games([game("ED", [0.5, 0.7], "flat"), game("AD", [1.0, 2.5], "worse")])
+    assert mixed.startswith("By chapter 7's rule, sampling, ED: flat; AD: worse. 1 of 2 end below")  # AD's CI
+    assert c.q3_games([room, c.Finding("Q3", "MinAtar", "ED", 7, None, "pending")]).endswith("(the table says how)")
+
+
 def test_every_row_whose_results_are_stored_is_read_at_lab(monkeypatch):
     """The rows the stored lab results allow are measured, with a finite score; the rest are pending, not errors."""
     monkeypatch.delenv(artifacts.RESULTS_ENV, raising=False)

@@ -362,6 +362,21 @@ def answer(found: list[Finding], question: str) -> str:
     return f"{word}: in {len(yes)} of {len(done)} comparisons{named}{pending}"
 
 
+def q3_games(found: list[Finding]) -> str:
+    """Question 3's game rows in one sentence: their verdicts (once, when they all agree) and how many end below
+    random play (the 95% CI of the students' end under it), beside the DQN learning the game from scratch."""
+    games = [f for f in found if f.question == "Q3" and f.setting != "Dark Room" and f.measured is not None]
+    if not games:
+        return "The game rows are not stored yet (the table says how)"
+    verdicts = {f.measured.verdict for f in games}
+    said = (f"By chapter 7's rule, sampling, all {len(games)}: {verdicts.pop()}" if len(verdicts) == 1 else
+            "By chapter 7's rule, sampling, " + "; ".join(f"{f.test}: {f.measured.verdict}" for f in games))
+    below = sum(float(stats.bootstrap_ci(f.measured.student).high) < f.measured.random for f in games)
+    random, learner = games[0].measured.random, float(np.mean(games[0].measured.learner))
+    return (f"{said}. {below} of {len(games)} end below random play ({random:.2f}: the 95% CI of their end lies "
+            f"under it), where the DQN learning the game from scratch ends at {learner:.2f}")
+
+
 def setup_numbers(scale: Scale) -> dict[str, Any]:
     """The sizes behind the evidence, as the limits section states them."""
     s = scale.student
@@ -384,6 +399,7 @@ def numbers(found: list[Finding]) -> dict[str, Any]:
             out[f"ch8_{key}_verdict"] = f.measured.verdict if f.measured else "not stored yet (the table says how)"
     for key in LOO_KEYS.values():  # a set some scale does not run still has a sentence
         out.setdefault(f"ch8_{key}_verdict", "not run at this scale")
+    out["ch8_q3_games"] = q3_games(found)
     out["ch8_pending"] = sum(f.measured is None for f in found)
     out["ch8_rows"] = len(found)
     return out

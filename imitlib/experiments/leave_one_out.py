@@ -11,6 +11,7 @@ itself can tell the student what a channel or an action means (Kirsch et al. 202
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -223,7 +224,8 @@ def setup_numbers(scale: Scale) -> dict[str, Any]:
 def numbers(arts: dict[bool, Any], randoms: dict[str, float]) -> dict[str, Any]:
     """What the prose cites: each set's summary per game and decoding; ``randoms``: random play's return on the
     ``new`` and the ``seen`` game."""
-    return {f"ch7_loo_{'relabelled' if r else 'plain'}_{game}_{mode}": transfer.summary_text(
-        np.asarray(arts[r][f"{game}_{mode}_curve"], float) if r in arts else None, randoms[game])
-        for r in SETS for game in ("new", "seen") for mode in MODES} | {
-        f"ch7_loo_vs_random_{game}": against_random(arts, randoms[game], game) for game in ("new", "seen")}
+    out = {f"ch7_loo_vs_random_{game}": against_random(arts, randoms[game], game) for game in ("new", "seen")}
+    for r, game, mode in itertools.product(SETS, ("new", "seen"), MODES):
+        curves = np.asarray(arts[r][f"{game}_{mode}_curve"], float) if r in arts else None
+        out |= transfer.prose(f"ch7_loo_{'relabelled' if r else 'plain'}_{game}_{mode}", curves, randoms[game])
+    return out

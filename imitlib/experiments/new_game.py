@@ -240,6 +240,9 @@ def against_random(art: Any | None, random: float, mode: str = "sampled") -> str
 
 def numbers(art: Any | None, random: float) -> dict[str, Any]:
     """What the prose cites: each kind's summary per decoding, and where the sampled students end against random."""
-    return {f"ch7_{kind}_{mode}": transfer.summary_text(
-        None if art is None else np.asarray(art[f"{kind}_{mode}_curve"], dtype=float), random)
-        for kind in KINDS for mode in MODES} | {"ch7_students_vs_random": against_random(art, random)}
+    out = {"ch7_students_vs_random": against_random(art, random)}
+    for kind in KINDS:
+        for mode in MODES:
+            curves = None if art is None else np.asarray(art[f"{kind}_{mode}_curve"], dtype=float)
+            out |= transfer.prose(f"ch7_{kind}_{mode}", curves, random)
+    return out

@@ -154,7 +154,7 @@ def numbers(art: Any | None) -> dict[str, Any]:
     for mode in MODES:
         c = curves(art, mode) if art is not None else {}
         for key in LABELS:
-            out[f"ch7_room_{key}_{mode}"] = transfer.summary_text(c.get(key), refs["random"])
+            out |= transfer.prose(f"ch7_room_{key}_{mode}", c.get(key), refs["random"])
     out["ch7_room_rooms"] = int(len(art["moves"]) - 1) if art is not None else 0
     out["ch7_room_episodes"] = int(np.asarray(art["sampled_returns"]).shape[-1]) if art is not None else 0
     return out | {f"ch7_room_{k}": v for k, v in refs.items()}

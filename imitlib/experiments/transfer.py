@@ -83,6 +83,12 @@ def summary_text(curves: np.ndarray | None, random: float) -> str:
     return f"from {start:.2f} over the first tenth to {end:.2f} over the last, {learns_text(curves, random)}"
 
 
+def prose(key: str, curves: np.ndarray | None, random: float) -> dict[str, str]:
+    """A learner's clause under ``key`` and its verdict alone under ``key_verdict``, for a sentence beside a table
+    that already shows the numbers."""
+    return {key: summary_text(curves, random), f"{key}_verdict": learns_text(curves, random)}
+
+
 def compare(a: np.ndarray, b: np.ndarray) -> stats.Interval:
     """Paired per-seed difference of two sets' mean return over the whole run (same seeds, same streams)."""
     return stats.bootstrap_ci(np.nanmean(np.asarray(a, float), axis=1) - np.nanmean(np.asarray(b, float), axis=1))

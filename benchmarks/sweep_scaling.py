@@ -40,6 +40,17 @@ def student(seed: int) -> np.ndarray:
     return darkroom_rollout(run.model, [12], 4, context_episodes=exp.student.context_episodes, seed=seed)["returns"]
 
 
+def warm_up(seconds: float) -> None:
+    """A worker's start-up: the imports every unit needs (torch, imitlib), held long enough that each worker takes
+    one warm-up task."""
+    import torch  # noqa: F401
+
+    import imitlib.experiments.students
+    import imitlib.imitation  # noqa: F401
+
+    time.sleep(seconds)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--students", type=int, default=8)
@@ -57,7 +68,7 @@ def main() -> None:
     start = time.perf_counter()
     ray.init(num_cpus=args.workers, include_dashboard=False, log_to_driver=False, configure_logging=False)
     with sweep.using_ray():
-        sweep.run([sweep.Unit(f"warm-up {w}", time.sleep, (0.5,)) for w in range(args.workers)])  # workers up
+        sweep.run([sweep.Unit(f"warm-up {w}", warm_up, (1.0,)) for w in range(args.workers)])  # workers up
         startup = time.perf_counter() - start
         start = time.perf_counter()
         there = sweep.run(units)

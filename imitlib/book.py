@@ -194,7 +194,7 @@ class StoredResult:
     command: str  # ``{scale}`` stands for the scale's name, ``{new_game}`` for chapter 7's unseen game there
 
     def command_at(self, scale: Scale) -> str:
-        """The command with the scale filled in."""
+        """The command with the scale (and, where it names one, the unseen game) filled in."""
         from imitlib.experiments.transfer import new_game
 
         return self.command.format(scale=scale.name, new_game=new_game(scale))
